@@ -1,0 +1,218 @@
+"""The hub's configuration: one TOML file an operator can write by hand."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from enum import StrEnum
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ruuhka.contract import DeviceId, SourceName, Stream
+from ruuhka.settings import MqttSettings, env_first_sources
+
+LANGUAGES = ("fi", "sv", "en")
+_HOURS_RE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class FacilityKind(StrEnum):
+    SWIMMING_HALL = "swimming_hall"
+    CARPET_WASHING = "carpet_washing"
+    ICE_RINK = "ice_rink"
+    SKI_TRAIL = "ski_trail"
+    SPORTS_FIELD = "sports_field"
+    GYM = "gym"
+    LIBRARY = "library"
+    OTHER = "other"
+
+
+# Seconds after which a value is labelled stale, per kind: a gate counter reports
+# every few seconds when people move, a rink thermometer every few minutes.
+STALE_AFTER_S: dict[FacilityKind, int] = {
+    FacilityKind.SWIMMING_HALL: 15 * 60,
+    FacilityKind.CARPET_WASHING: 15 * 60,
+    FacilityKind.ICE_RINK: 60 * 60,
+    FacilityKind.SKI_TRAIL: 6 * 3600,
+    FacilityKind.SPORTS_FIELD: 6 * 3600,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Strict):
+    """One device (and optionally one named counter/sensor/camera on it)."""
+
+    device: DeviceId
+    counter: SourceName | None = None
+    sensor: SourceName | None = None
+    camera: SourceName | None = None
+
+    def routes(self) -> list[tuple[str, Stream, str | None]]:
+        """(device, stream, name) keys this source claims; None name = any name."""
+        return [
+            (self.device, Stream.COUNT, self.counter),
+            (self.device, Stream.RINK, self.sensor),
+            (self.device, Stream.SNAPSHOT, self.camera),
+        ]
+
+
+class Location(_Strict):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    address: str | None = None
+
+
+def parse_hours(value: str) -> tuple[time, time] | None:
+    """ "06:00-21:00" → (06:00, 21:00); "closed" → None."""
+    if value.strip().lower() == "closed":
+        return None
+    match = _HOURS_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r}: write hours as HH:MM-HH:MM or 'closed'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+        raise ValueError(f"{value!r}: not a time of day")
+    end = time(23, 59, 59) if h2 == 24 else time(h2, m2)
+    if end <= time(h1, m1):
+        raise ValueError(f"{value!r}: closing time must be after opening time")
+    return time(h1, m1), end
+
+
+class Facility(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    kind: FacilityKind
+    capacity: PositiveInt | None = None
+    name: dict[str, Annotated[str, Field(min_length=1, max_length=200)]]
+    timezone: str = "Europe/Helsinki"
+    opening_hours: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per weekday (mon..sun): "06:00-21:00" or "closed". Missing = unknown.',
+    )
+    stale_after_s: PositiveInt | None = None
+    location: Location | None = None
+    sources: list[Source] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - set(LANGUAGES)
+        if unknown:
+            raise ValueError(f"unknown language(s) {sorted(unknown)}; use fi, sv, en")
+        if not value:
+            raise ValueError("give at least one of fi, sv, en")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _hours(cls, value: dict[str, str]) -> dict[str, str]:
+        for day, hours in value.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"unknown weekday {day!r}; use {', '.join(WEEKDAYS)}")
+            parse_hours(hours)
+        return value
+
+    def display_name(self, lang: str) -> str:
+        for candidate in (lang, "en", "fi", "sv"):
+            if candidate in self.name:
+                return self.name[candidate]
+        return self.id
+
+    @property
+    def stale_after(self) -> int:
+        return self.stale_after_s or STALE_AFTER_S.get(self.kind, 30 * 60)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class StoreSettings(_Strict):
+    url: str = Field(
+        default="sqlite:///ruuhka.db",
+        description="sqlite:///relative/path.db or sqlite:////absolute/path.db",
+    )
+
+
+class HttpSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class IngestSettings(_Strict):
+    client_id: str = Field(default="ruuhka-hub", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    max_payload_bytes: PositiveInt = 64 * 1024
+    max_image_payload_bytes: PositiveInt = 1024 * 1024
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    receive_maximum: int = Field(
+        default=1000, ge=1, le=65535, description="Unacknowledged readings in flight."
+    )
+    max_clock_skew_s: PositiveInt = 300
+
+
+class SiteSettings(_Strict):
+    title: dict[str, str] = Field(
+        default_factory=lambda: {"fi": "Ruuhka", "sv": "Ruuhka", "en": "Ruuhka"}
+    )
+    contact: str | None = None
+    default_language: str = Field(default="fi", pattern=r"^(fi|sv|en)$")
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RUUHKA_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    site: SiteSettings = Field(default_factory=SiteSettings)
+    facilities: list[Facility] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_first_sources(init_settings, env_settings)
+
+    @model_validator(mode="after")
+    def _unique(self) -> HubSettings:
+        seen: set[str] = set()
+        claimed: dict[tuple[str, Stream, str | None], str] = {}
+        for facility in self.facilities:
+            if facility.id in seen:
+                raise ValueError(f"facility id {facility.id!r} appears twice")
+            seen.add(facility.id)
+            for source in facility.sources:
+                for key in source.routes():
+                    other = claimed.get(key)
+                    if other is not None and other != facility.id:
+                        raise ValueError(
+                            f"device {key[0]!r} ({key[1].value} {key[2] or 'any'}) is mapped to "
+                            f"both {other!r} and {facility.id!r}"
+                        )
+                    claimed[key] = facility.id
+        return self
+
+    def facility(self, facility_id: str) -> Facility | None:
+        return next((f for f in self.facilities if f.id == facility_id), None)

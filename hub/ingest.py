@@ -1,0 +1,353 @@
+"""From broker to store: validate, deduplicate, store, derive, publish, then ack.
+
+A reading is acknowledged to the broker only after the store has committed it
+(paho's manual acknowledgement on a persistent QoS 1 session), so a hub that
+dies at any moment loses nothing: the broker redelivers what was not acked and
+deduplication by (device, seq) drops what had already landed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+
+from hub.config import HubSettings
+from hub.metrics import Metrics
+from hub.state import FacilityDeriver, Tracker
+from hub.store import DeviceStatus, Record, SavedState, Store
+from ruuhka.contract import (
+    TOPIC_ROOT,
+    CountPayload,
+    FacilityState,
+    HeartbeatPayload,
+    Quality,
+    Reading,
+    RinkPayload,
+    SnapshotPayload,
+    StatusPayload,
+    Stream,
+    TopicError,
+    encode,
+    facility_state_topic,
+    parse_payload,
+    parse_topic,
+)
+from ruuhka.mqtt import connect_async, make_client
+
+log = logging.getLogger("ruuhka.ingest")
+
+DEVICE_SUBSCRIPTION = TOPIC_ROOT + "/devices/#"
+STATE_SUBSCRIPTION = TOPIC_ROOT + "/facilities/+/state"
+_STATE_PREFIX = TOPIC_ROOT + "/facilities/"
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: datetime
+
+
+class RejectLog:
+    """Logs a rejection at most once per (sender, reason) per minute."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def warn(self, sender: str, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        key = (sender, reason)
+        if now - self._last.get(key, -1e9) >= self.every_s:
+            self._last[key] = now
+            log.warning("rejected from %s: %s: %s", sender, reason, detail[:300])
+
+
+class Router:
+    """Which facility (and which of its sources) a reading belongs to."""
+
+    def __init__(self, settings: HubSettings) -> None:
+        self._routes: dict[tuple[str, Stream, str | None], str] = {}
+        self.devices: set[str] = set()
+        for facility in settings.facilities:
+            for source in facility.sources:
+                self.devices.add(source.device)
+                for key in source.routes():
+                    self._routes[key] = facility.id
+
+    def route(self, device: str, reading: Reading) -> tuple[str, str] | None:
+        if isinstance(reading, CountPayload):
+            stream, name = Stream.COUNT, reading.counter
+        elif isinstance(reading, RinkPayload):
+            stream, name = Stream.RINK, reading.sensor
+        elif isinstance(reading, SnapshotPayload):
+            stream, name = Stream.SNAPSHOT, reading.camera
+        else:
+            return None
+        facility = self._routes.get((device, stream, name)) or self._routes.get(
+            (device, stream, None)
+        )
+        if facility is None:
+            return None
+        return facility, f"{device}/{name}"
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Ingest:
+    """Owns the hub's broker connection: device readings in, facility state out."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        store: Store,
+        metrics: Metrics,
+        on_state: Callable[[FacilityState], None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.on_state = on_state
+        self.router = Router(settings)
+        self.reject_log = RejectLog()
+        self._queue: queue.Queue[Message] = queue.Queue()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._max_seq = store.max_seqs()
+        saved = store.load_states()
+        self.derivers: dict[str, FacilityDeriver] = {}
+        for facility in settings.facilities:
+            prior = saved.get(facility.id)
+            self.derivers[facility.id] = FacilityDeriver(
+                facility,
+                prior.state if prior else None,
+                prior.tracker if prior else Tracker(),
+            )
+        self.client = make_client(
+            settings.mqtt, settings.ingest.client_id, persistent=True, manual_ack=True
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def states(self) -> list[FacilityState]:
+        return [d.state for d in self.derivers.values()]
+
+    def start(self) -> None:
+        self._worker.start()
+        connect_async(
+            self.client,
+            self.settings.mqtt,
+            persistent=True,
+            receive_maximum=self.settings.ingest.receive_maximum,
+        )
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then disconnect; the rest stays at the broker."""
+        self._stop.set()
+        self._worker.join(timeout=10)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # paho's network thread -------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        log.info("connected to %s", self.settings.mqtt.url)
+        self.metrics.mqtt_connected.set(1)
+        client.subscribe([(DEVICE_SUBSCRIPTION, 1), (STATE_SUBSCRIPTION, 1)])
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.metrics.mqtt_connected.set(0)
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.startswith(_STATE_PREFIX):
+            self._on_state_message(msg)
+            client.ack(msg.mid, msg.qos)
+            return
+        self._queue.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC)))
+        self.metrics.queue_depth.inc()
+
+    def _on_state_message(self, msg: mqtt.MQTTMessage) -> None:
+        """Another replica (or this one) published a facility's state."""
+        try:
+            state = FacilityState.model_validate_json(msg.payload)
+        except ValidationError as exc:
+            self.metrics.rejected.labels("bad_state").inc()
+            self.reject_log.warn(msg.topic, "bad_state", str(exc))
+            return
+        if msg.topic != facility_state_topic(state.facility) or state.facility not in self.derivers:
+            self.metrics.rejected.labels("bad_state").inc()
+            self.reject_log.warn(msg.topic, "bad_state", "topic and facility disagree")
+            return
+        self.on_state(state)
+
+    # the worker thread -----------------------------------------------------
+
+    def _run(self) -> None:
+        batch_size = self.settings.ingest.batch_size
+        while not self._stop.is_set():
+            try:
+                batch = [self._queue.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(batch) < batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._process(batch)
+            self.metrics.queue_depth.dec(len(batch))
+
+    def _validate(self, msg: Message) -> tuple[str, Stream, Reading]:
+        try:
+            device, stream = parse_topic(msg.topic)
+        except TopicError as exc:
+            raise Rejected("bad_topic", str(exc)) from None
+        limit = (
+            self.settings.ingest.max_image_payload_bytes
+            if stream == Stream.SNAPSHOT
+            else self.settings.ingest.max_payload_bytes
+        )
+        if len(msg.payload) > limit:
+            raise Rejected("oversized", f"{len(msg.payload)} bytes > {limit}")
+        try:
+            reading = parse_payload(stream, msg.payload)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise Rejected("malformed_json", str(exc)) from None
+            raise Rejected("invalid_payload", str(exc)) from None
+        if device not in self.router.devices:
+            raise Rejected("unknown_device", f"{device!r} is not in the hub's configuration")
+        return device, stream, reading
+
+    def _effective_time(
+        self, reading: Reading, received_at: datetime
+    ) -> tuple[datetime, list[Quality]]:
+        """The device's time, unless it says its clock is unset or is too far off."""
+        if not reading.clock_synced:
+            return received_at, [Quality.CLOCK_UNSYNCED]
+        skew = abs(reading.ts - received_at)
+        if skew > timedelta(seconds=self.settings.ingest.max_clock_skew_s):
+            return received_at, [Quality.CLOCK_SKEW]
+        return reading.ts.astimezone(UTC), []
+
+    def _process(self, batch: list[Message]) -> None:
+        valid: list[tuple[Message, str, Stream, Reading]] = []
+        statuses: list[DeviceStatus] = []
+        for msg in batch:
+            try:
+                device, stream, reading = self._validate(msg)
+            except Rejected as exc:
+                self.metrics.rejected.labels(exc.reason).inc()
+                self.reject_log.warn(_sender(msg.topic), exc.reason, str(exc))
+                continue
+            if isinstance(reading, StatusPayload):
+                # Retained and re-sent on every subscribe: not a seq-ordered reading.
+                statuses.append(DeviceStatus(device, reading.state == "online", msg.received_at))
+                continue
+            valid.append((msg, device, stream, reading))
+
+        known = self.store.known([(device, r.seq) for _, device, _, r in valid])
+        records: list[Record] = []
+        changed: dict[str, FacilityDeriver] = {}
+        for msg, device, stream, reading in valid:
+            key = (device, reading.seq)
+            if key in known:
+                self.metrics.duplicates.inc()
+                continue
+            route = self.router.route(device, reading)
+            if route is None and not isinstance(reading, HeartbeatPayload):
+                self.metrics.rejected.labels("unknown_source").inc()
+                self.reject_log.warn(device, "unknown_source", f"{stream.value} not mapped")
+                continue
+            known.add(key)
+            when, clock_flags = self._effective_time(reading, msg.received_at)
+            facility, source = route if route else (None, None)
+            records.append(
+                Record(
+                    device=device,
+                    seq=reading.seq,
+                    stream=stream.value,
+                    facility=facility,
+                    source=source,
+                    ts=when,
+                    device_ts=reading.ts,
+                    received_at=msg.received_at,
+                    data=reading.model_dump(
+                        mode="json", exclude={"seq", "ts", "jpeg_b64"}, exclude_none=True
+                    ),
+                )
+            )
+            if reading.seq < self._max_seq.get(device, -1):
+                self.metrics.out_of_order.inc()
+                continue
+            self._max_seq[device] = reading.seq
+            if isinstance(reading, HeartbeatPayload):
+                statuses.append(
+                    DeviceStatus(device, True, msg.received_at, reading.model_dump(mode="json"))
+                )
+                continue
+            assert facility is not None and source is not None
+            deriver = self.derivers[facility]
+            if deriver.apply(reading, source, when, clock_flags):
+                changed[facility] = deriver
+
+        self._commit(records, changed, statuses)
+        now = datetime.now(UTC)
+        for record in records:
+            self.metrics.accepted.labels(record.stream).inc()
+        for msg in batch:
+            self.metrics.lag.observe((now - msg.received_at).total_seconds())
+        for deriver in changed.values():
+            state = deriver.state.model_copy(deep=True)
+            self.client.publish(
+                facility_state_topic(state.facility), encode(state), qos=1, retain=True
+            )
+            self.on_state(state)
+        for msg in batch:
+            self.client.ack(msg.mid, msg.qos)
+
+    def _commit(
+        self,
+        records: list[Record],
+        changed: dict[str, FacilityDeriver],
+        statuses: list[DeviceStatus],
+    ) -> None:
+        """Commit, retrying until the store takes it: unacked readings must not be dropped."""
+        states = [SavedState(d.state, d.tracker) for d in changed.values()]
+        delay = 0.5
+        while True:
+            try:
+                self.store.commit(records, states, statuses)
+                return
+            except Exception:
+                self.metrics.store_errors.inc()
+                log.exception("store commit failed; retrying in %.1f s", delay)
+                if self._stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 30)
+
+
+def _sender(topic: str) -> str:
+    parts = topic.split("/")
+    return parts[3][:64] if len(parts) > 3 else json.dumps(topic[:64])

@@ -1,0 +1,55 @@
+"""Prometheus metrics, one registry per hub so that tests can run several."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REJECT_REASONS = (
+    "bad_topic",
+    "oversized",
+    "malformed_json",
+    "invalid_payload",
+    "unknown_device",
+    "unknown_source",
+    "bad_state",
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.accepted = Counter(
+            "ruuhka_readings_accepted", "Readings stored.", ["stream"], registry=r
+        )
+        self.rejected = Counter(
+            "ruuhka_readings_rejected", "Payloads refused, by reason.", ["reason"], registry=r
+        )
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self.duplicates = Counter(
+            "ruuhka_readings_duplicate",
+            "Readings already stored (same device and seq).",
+            registry=r,
+        )
+        self.out_of_order = Counter(
+            "ruuhka_readings_out_of_order",
+            "Readings older than the device's newest: stored, not applied to live state.",
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "ruuhka_store_errors", "Failed store commits (retried).", registry=r
+        )
+        self.lag = Histogram(
+            "ruuhka_ingest_lag_seconds",
+            "From receipt at the hub to commit in the store.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "ruuhka_ingest_queue_depth", "Received, not yet committed.", registry=r
+        )
+        self.mqtt_connected = Gauge(
+            "ruuhka_mqtt_connected", "1 while connected to the broker.", registry=r
+        )
+        self.live_clients = Gauge("ruuhka_live_clients", "Open WebSocket connections.", registry=r)

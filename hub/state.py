@@ -1,0 +1,134 @@
+"""Folding accepted readings into each facility's derived state.
+
+Pure and synchronous so it can be tested without a broker, and so that the
+ingest worker can fold a whole batch inside the same store transaction that
+records the readings: the derived state and the readings never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hub.config import WEEKDAYS, Facility, parse_hours
+from ruuhka.contract import (
+    CountPayload,
+    FacilityState,
+    Quality,
+    Reading,
+    RinkPayload,
+    SnapshotPayload,
+)
+
+_STICKY = (Quality.COUNTER_RESET, Quality.CLAMPED)
+
+
+@dataclass
+class Tracker:
+    """Everything needed to continue deriving after a restart (persisted as JSON)."""
+
+    day: str = ""
+    net: int = 0
+    counters: dict[str, tuple[int, int]] = field(default_factory=dict)
+    headcounts: dict[str, int] = field(default_factory=dict)
+    sticky: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "net": self.net,
+            "counters": {k: list(v) for k, v in self.counters.items()},
+            "headcounts": self.headcounts,
+            "sticky": self.sticky,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tracker:
+        return cls(
+            day=str(data.get("day", "")),
+            net=int(data.get("net", 0)),
+            counters={k: (int(v[0]), int(v[1])) for k, v in data.get("counters", {}).items()},
+            headcounts={k: int(v) for k, v in data.get("headcounts", {}).items()},
+            sticky=[str(q) for q in data.get("sticky", [])],
+        )
+
+
+def is_open(facility: Facility, when: datetime) -> bool | None:
+    """Open at ``when`` by the configured hours; None when hours are not configured."""
+    if not facility.opening_hours:
+        return None
+    local = when.astimezone(facility.zone)
+    hours = facility.opening_hours.get(WEEKDAYS[local.weekday()])
+    if hours is None:
+        return None
+    span = parse_hours(hours)
+    return span is not None and span[0] <= local.time() < span[1]
+
+
+class FacilityDeriver:
+    """Derived state of one facility, updated reading by reading."""
+
+    def __init__(self, facility: Facility, state: FacilityState | None, tracker: Tracker) -> None:
+        self.facility = facility
+        self.state = state or FacilityState(facility=facility.id)
+        self.tracker = tracker
+
+    def apply(
+        self, reading: Reading, source: str, when: datetime, clock_flags: list[Quality]
+    ) -> bool:
+        """Fold one reading (effective time ``when``); True when the state changed."""
+        before = self.state.model_dump()
+        if isinstance(reading, CountPayload):
+            self._count(reading, source, when)
+        elif isinstance(reading, RinkPayload):
+            self.state.ice_temp_c = reading.ice_temp_c
+            self.state.air_temp_c = reading.air_temp_c
+        elif isinstance(reading, SnapshotPayload):
+            self.state.people = reading.people
+            self.state.snapshot_at = when
+        else:
+            return False
+        if self.state.updated_at is None or when > self.state.updated_at:
+            self.state.updated_at = when
+        self.state.quality = [Quality(q) for q in self.tracker.sticky] + clock_flags
+        changed = self.state.model_dump() != before
+        if changed:
+            self.state.revision += 1
+        return changed
+
+    def _count(self, reading: CountPayload, source: str, when: datetime) -> None:
+        tracker = self.tracker
+        day = when.astimezone(self.facility.zone).date().isoformat()
+        if day != tracker.day or is_open(self.facility, when) is False:
+            self._rebaseline(day)
+        if reading.occupancy is not None:
+            tracker.headcounts[source] = reading.occupancy
+        else:
+            assert reading.entries is not None and reading.exits is not None
+            previous = tracker.counters.get(source)
+            if previous is not None:
+                entries0, exits0 = previous
+                if reading.entries < entries0 or reading.exits < exits0:
+                    # The counter restarted from zero: what it shows now happened since.
+                    entries0, exits0 = 0, 0
+                    self._flag(Quality.COUNTER_RESET)
+                tracker.net += (reading.entries - entries0) - (reading.exits - exits0)
+            tracker.counters[source] = (reading.entries, reading.exits)
+        if tracker.net < 0 and not tracker.headcounts:
+            tracker.net = 0
+            self._flag(Quality.CLAMPED)
+        total = tracker.net + sum(tracker.headcounts.values())
+        if total < 0:
+            total = 0
+            self._flag(Quality.CLAMPED)
+        self.state.occupancy = total
+
+    def _rebaseline(self, day: str) -> None:
+        self.tracker.day = day
+        self.tracker.net = 0
+        self.tracker.sticky = []
+
+    def _flag(self, quality: Quality) -> None:
+        if quality in _STICKY and quality.value not in self.tracker.sticky:
+            self.tracker.sticky.append(quality.value)

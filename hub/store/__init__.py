@@ -1,0 +1,87 @@
+"""Where readings and derived state are kept: one interface, several stores.
+
+The ingest worker asks which readings are already stored (deduplication by
+device and seq), then commits a batch of new readings together with the
+derived state they produced. A commit must be atomic and idempotent, so that a
+batch redelivered after a crash lands once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hub.state import Tracker
+from ruuhka.contract import FacilityState
+
+
+@dataclass
+class Record:
+    """One accepted reading, as stored."""
+
+    device: str
+    seq: int
+    stream: str
+    facility: str | None
+    source: str | None
+    ts: datetime
+    device_ts: datetime
+    received_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SavedState:
+    state: FacilityState
+    tracker: Tracker
+
+
+@dataclass
+class DeviceStatus:
+    device: str
+    online: bool | None
+    at: datetime
+    heartbeat: dict[str, Any] | None = None
+
+
+class Store(ABC):
+    @abstractmethod
+    def known(self, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these (device, seq) pairs are already stored."""
+
+    @abstractmethod
+    def commit(
+        self, records: list[Record], states: list[SavedState], statuses: list[DeviceStatus]
+    ) -> None:
+        """Store all of it or none of it; records already present are left alone."""
+
+    @abstractmethod
+    def load_states(self) -> dict[str, SavedState]: ...
+
+    @abstractmethod
+    def max_seqs(self) -> dict[str, int]:
+        """The highest stored seq per device."""
+
+    @abstractmethod
+    def count_readings(self, device: str | None = None) -> int: ...
+
+    @abstractmethod
+    def devices(self) -> list[DeviceStatus]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class StoreURLError(ValueError):
+    pass
+
+
+def open_store(url: str) -> Store:
+    """Open the store named by a URL (``sqlite:///path.db``)."""
+    if url.startswith("sqlite://"):
+        from hub.store.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url)
+    raise StoreURLError(f"unsupported store URL {url!r}; use sqlite:///path/to/ruuhka.db")

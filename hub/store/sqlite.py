@@ -1,0 +1,176 @@
+"""The embedded store: one SQLite file, zero set-up, enough for a small town."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hub.state import Tracker
+from hub.store import DeviceStatus, Record, SavedState, Store, StoreURLError
+from ruuhka.contract import FacilityState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    facility TEXT,
+    source TEXT,
+    ts_ms INTEGER NOT NULL,
+    device_ts TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_by_facility ON readings (facility, ts_ms);
+CREATE TABLE IF NOT EXISTS facility_state (
+    facility TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    tracker TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device TEXT PRIMARY KEY,
+    online INTEGER,
+    at_ms INTEGER NOT NULL,
+    heartbeat TEXT
+);
+"""
+
+
+def _ms(when: datetime) -> int:
+    return round(when.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives a process crash; only an OS crash can
+        # lose the last few commits, which the broker then redelivers (unacked).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        prefix = "sqlite:///"
+        if not url.startswith(prefix) or len(url) == len(prefix):
+            raise StoreURLError(f"bad SQLite URL {url!r}; use sqlite:///path/to/ruuhka.db")
+        return cls(url[len(prefix) :])
+
+    def known(self, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        found: set[tuple[str, int]] = set()
+        with self._lock:
+            for device, seq in keys:
+                row = self._db.execute(
+                    "SELECT 1 FROM readings WHERE device = ? AND seq = ?", (device, seq)
+                ).fetchone()
+                if row:
+                    found.add((device, seq))
+        return found
+
+    def commit(
+        self, records: list[Record], states: list[SavedState], statuses: list[DeviceStatus]
+    ) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            r.device,
+                            r.seq,
+                            r.stream,
+                            r.facility,
+                            r.source,
+                            _ms(r.ts),
+                            r.device_ts.isoformat(),
+                            _ms(r.received_at),
+                            json.dumps(r.data, separators=(",", ":")),
+                        )
+                        for r in records
+                    ],
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO facility_state VALUES (?, ?, ?)",
+                    [
+                        (
+                            s.state.facility,
+                            s.state.model_dump_json(),
+                            json.dumps(s.tracker.to_json()),
+                        )
+                        for s in states
+                    ],
+                )
+                for status in statuses:
+                    db.execute(
+                        "INSERT INTO devices VALUES (?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET "
+                        "online = COALESCE(excluded.online, online), at_ms = excluded.at_ms, "
+                        "heartbeat = COALESCE(excluded.heartbeat, heartbeat)",
+                        (
+                            status.device,
+                            None if status.online is None else int(status.online),
+                            _ms(status.at),
+                            json.dumps(status.heartbeat) if status.heartbeat is not None else None,
+                        ),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def load_states(self) -> dict[str, SavedState]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT facility, state, tracker FROM facility_state"
+            ).fetchall()
+        return {
+            facility: SavedState(
+                FacilityState.model_validate_json(state), Tracker.from_json(json.loads(tracker))
+            )
+            for facility, state, tracker in rows
+        }
+
+    def max_seqs(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT device, MAX(seq) FROM readings GROUP BY device")
+            return {device: seq for device, seq in rows.fetchall()}
+
+    def count_readings(self, device: str | None = None) -> int:
+        with self._lock:
+            if device is None:
+                row = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT COUNT(*) FROM readings WHERE device = ?", (device,)
+                ).fetchone()
+        return int(row[0])
+
+    def devices(self) -> list[DeviceStatus]:
+        with self._lock:
+            rows = self._db.execute("SELECT device, online, at_ms, heartbeat FROM devices")
+            return [
+                DeviceStatus(
+                    device=device,
+                    online=None if online is None else bool(online),
+                    at=_from_ms(at_ms),
+                    heartbeat=json.loads(heartbeat) if heartbeat else None,
+                )
+                for device, online, at_ms, heartbeat in rows.fetchall()
+            ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

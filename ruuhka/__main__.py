@@ -1,0 +1,5 @@
+import sys
+
+from ruuhka.cli import main
+
+sys.exit(main())

@@ -1,0 +1,213 @@
+"""The wire contract, v1: the one place that says what crosses MQTT.
+
+Any device that follows it works, so it is public: the hub serves the JSON
+Schema generated from these models at ``/api/v1/contract``. The edge agent and
+the hub both import this module, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    TypeAdapter,
+    model_validator,
+)
+
+VERSION = "v1"
+TOPIC_ROOT = f"ruuhka/{VERSION}"
+DEVICE_TOPIC = TOPIC_ROOT + "/devices/{device_id}/{stream}"
+FACILITY_STATE_TOPIC = TOPIC_ROOT + "/facilities/{facility_id}/state"
+DEVICE_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
+
+DeviceId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
+SourceName = Annotated[str, Field(pattern=NAME_PATTERN)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class Stream(StrEnum):
+    COUNT = "count"
+    RINK = "rink"
+    SNAPSHOT = "snapshot"
+    STATUS = "status"
+    HEARTBEAT = "heartbeat"
+
+
+class _Payload(BaseModel):
+    """Common to every stream: the device's sequence number and clock."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    seq: Seq = Field(description="Strictly increasing per device, kept across restarts.")
+    ts: AwareDatetime = Field(description="Device clock, RFC 3339 UTC.")
+    clock_synced: bool = Field(
+        default=True,
+        description="False when the device knows its clock is not set (no RTC, no NTP yet); "
+        "the hub then uses its own receive time.",
+    )
+
+
+class CountPayload(_Payload):
+    """A gate counter, turnstile or light barrier, or a headcount from ticketing."""
+
+    counter: SourceName
+    entries: NonNegativeInt | None = Field(
+        default=None, description="Cumulative since the counter's last reset."
+    )
+    exits: NonNegativeInt | None = Field(
+        default=None, description="Cumulative since the counter's last reset."
+    )
+    occupancy: NonNegativeInt | None = Field(
+        default=None, description="A headcount, e.g. from ticket sales and access control."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind_of_count(self) -> CountPayload:
+        cumulative = self.entries is not None or self.exits is not None
+        if cumulative and self.occupancy is not None:
+            raise ValueError("give either entries+exits or occupancy, not both")
+        if cumulative and (self.entries is None or self.exits is None):
+            raise ValueError("entries and exits come together")
+        if not cumulative and self.occupancy is None:
+            raise ValueError("give entries+exits or occupancy")
+        return self
+
+
+class RinkPayload(_Payload):
+    sensor: SourceName
+    ice_temp_c: float = Field(ge=-60, le=40)
+    air_temp_c: float | None = Field(default=None, ge=-60, le=60)
+
+
+class SnapshotPayload(_Payload):
+    """An anonymised camera picture: never a raw frame (see the privacy rule)."""
+
+    camera: SourceName
+    people: NonNegativeInt = Field(description="People counted in the frame.")
+    width: int | None = Field(default=None, ge=1, le=960)
+    height: int | None = Field(default=None, ge=1, le=4096)
+    jpeg_b64: str | None = Field(default=None, description="The anonymised JPEG, base64.")
+    anonymiser: str | None = Field(default=None, description="How it was anonymised.")
+
+
+class StatusPayload(_Payload):
+    """Retained; the device's last will sets ``offline``."""
+
+    state: Literal["online", "offline"]
+
+
+class HeartbeatPayload(_Payload):
+    agent_version: str | None = Field(default=None, max_length=64)
+    uptime_s: float | None = Field(default=None, ge=0)
+    outbox_depth: NonNegativeInt | None = None
+    dropped: NonNegativeInt | None = None
+    disk_free_mb: float | None = Field(default=None, ge=0)
+    cpu_temp_c: float | None = None
+
+
+PAYLOAD_MODELS: dict[Stream, type[_Payload]] = {
+    Stream.COUNT: CountPayload,
+    Stream.RINK: RinkPayload,
+    Stream.SNAPSHOT: SnapshotPayload,
+    Stream.STATUS: StatusPayload,
+    Stream.HEARTBEAT: HeartbeatPayload,
+}
+_ADAPTERS = {stream: TypeAdapter(model) for stream, model in PAYLOAD_MODELS.items()}
+
+Reading = CountPayload | RinkPayload | SnapshotPayload | StatusPayload | HeartbeatPayload
+
+
+class Quality(StrEnum):
+    """Why a derived figure is not simply the sum of what devices said."""
+
+    COUNTER_RESET = "counter_reset"
+    CLAMPED = "clamped"
+    CLOCK_SKEW = "clock_skew"
+    CLOCK_UNSYNCED = "clock_unsynced"
+
+
+class FacilityState(BaseModel):
+    """Derived state the hub publishes retained on the facility's state topic."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    facility: str
+    revision: int = Field(default=0, description="Grows with every change; newest wins.")
+    occupancy: int | None = None
+    updated_at: AwareDatetime | None = None
+    quality: list[Quality] = Field(default_factory=list)
+    ice_temp_c: float | None = None
+    air_temp_c: float | None = None
+    people: int | None = None
+    snapshot_at: AwareDatetime | None = None
+
+
+class TopicError(ValueError):
+    pass
+
+
+def parse_topic(topic: str) -> tuple[str, Stream]:
+    """Split a device topic, refusing anything outside the contract."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "ruuhka" or parts[1] != VERSION or parts[2] != "devices":
+        raise TopicError(f"topic outside the contract: {topic[:200]!r}")
+    device_id, stream = parts[3], parts[4]
+    if not _DEVICE_ID_RE.match(device_id):
+        raise TopicError(f"bad device id in topic: {device_id[:80]!r}")
+    try:
+        return device_id, Stream(stream)
+    except ValueError:
+        raise TopicError(f"unknown stream: {stream[:80]!r}") from None
+
+
+def parse_payload(stream: Stream, payload: bytes) -> Reading:
+    """Validate one payload; raises pydantic.ValidationError or ValueError."""
+    return _ADAPTERS[stream].validate_json(payload)
+
+
+def device_topic(device_id: str, stream: Stream | str) -> str:
+    return DEVICE_TOPIC.format(device_id=device_id, stream=Stream(stream).value)
+
+
+def facility_state_topic(facility_id: str) -> str:
+    return FACILITY_STATE_TOPIC.format(facility_id=facility_id)
+
+
+def encode(payload: BaseModel) -> bytes:
+    return payload.model_dump_json(exclude_none=True).encode()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def json_schema() -> dict[str, Any]:
+    """The contract as one JSON Schema document, generated from the models."""
+    streams = {}
+    for stream, model in PAYLOAD_MODELS.items():
+        schema = model.model_json_schema()
+        schema["x-topic"] = DEVICE_TOPIC.format(device_id="{device_id}", stream=stream.value)
+        streams[stream.value] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"Ruuhka wire contract {VERSION}",
+        "description": (
+            "Devices publish JSON with QoS 1 to ruuhka/v1/devices/{device_id}/{stream}; "
+            "device_id matches " + DEVICE_ID_PATTERN + ". Every payload carries seq "
+            "(strictly increasing per device) and ts (RFC 3339 UTC). status is retained "
+            "and set to offline by the device's last will. The hub publishes derived "
+            "state retained on ruuhka/v1/facilities/{facility_id}/state."
+        ),
+        "streams": streams,
+        "facility_state": FacilityState.model_json_schema(),
+    }

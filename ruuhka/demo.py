@@ -71,7 +71,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _devices_after_hub(url: str, agents: list, stop: threading.Event) -> None:
+def _devices_after_hub(url: str, banner: str, agents: list, stop: threading.Event) -> None:
     """Start the devices once the hub has subscribed: on a first run the broker
     has no session for the hub yet, and would drop readings nobody listens to."""
     from edge.simulate import run
@@ -84,6 +84,9 @@ def _devices_after_hub(url: str, agents: list, stop: threading.Event) -> None:
         except OSError:
             pass
         stop.wait(0.2)
+    else:
+        return
+    print(banner, flush=True)
     run(agents, stop)
 
 
@@ -114,14 +117,17 @@ def run_demo(state_dir: Path, port: int) -> None:
         stop = threading.Event()
         agents = agents_for(settings, settings.mqtt, state_dir / "devices")
         url = f"http://127.0.0.1:{port}/"
+        banner = (
+            f"\n  Ruuhka demo: broker ({broker.kind}) on {broker.url}, hub config {config_path}\n"
+            f"  Public page:  {url}\n"
+            f"  API:          {url}api/v1/facilities   metrics: {url}metrics\n"
+            "  Press Ctrl-C to stop.\n"
+        )
+        print(f"Starting the hub on {url} …", flush=True)
         devices = threading.Thread(
-            target=_devices_after_hub, args=(url, agents, stop), name="devices"
+            target=_devices_after_hub, args=(url, banner, agents, stop), name="devices"
         )
         devices.start()
-        print(f"\n  Ruuhka demo: broker ({broker.kind}) on {broker.url}, hub config {config_path}")
-        print(f"  Public page:  {url}")
-        print(f"  API:          {url}api/v1/facilities   metrics: {url}metrics")
-        print("  Press Ctrl-C to stop.\n", flush=True)
         try:
             uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
         finally:

@@ -187,8 +187,18 @@ def hub(tmp_path: Path, hub_config: Path, hub_port: int) -> Iterator[HubProcess]
 
 def mosquitto_pub(broker: Broker, topic: str, payload: str | bytes, *extra: str) -> None:
     """Publish with Mosquitto's own client: any device that follows the contract works."""
-    command = [shutil.which("mosquitto_pub") or "mosquitto_pub", "-h", broker.host,
-               "-p", str(broker.port), "-q", "1", "-t", topic, *extra]
+    command = [
+        shutil.which("mosquitto_pub") or "mosquitto_pub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-t",
+        topic,
+        *extra,
+    ]
     if isinstance(payload, bytes) and len(payload) > 1000:
         subprocess.run([*command, "-s"], input=payload, check=True, timeout=10)
     else:

@@ -72,10 +72,16 @@ def test_bad_input_is_rejected_counted_and_ingest_keeps_going(
 
     bad = [
         (GATE, "{not json", "malformed_json"),
-        (GATE, json.dumps({"seq": "x", "ts": now(), "counter": "main", "occupancy": 1}),
-         "invalid_payload"),
-        (GATE, json.dumps({"seq": 12, "ts": now(), "counter": "main", "entries": -5, "exits": 0}),
-         "invalid_payload"),
+        (
+            GATE,
+            json.dumps({"seq": "x", "ts": now(), "counter": "main", "occupancy": 1}),
+            "invalid_payload",
+        ),
+        (
+            GATE,
+            json.dumps({"seq": 12, "ts": now(), "counter": "main", "entries": -5, "exits": 0}),
+            "invalid_payload",
+        ),
         ("ruuhka/v1/devices/stranger/count", count(1, 5, 0), "unknown_device"),
         (GATE, "x" * 5000, "oversized"),
         ("ruuhka/v1/devices/test-gate/count/extra", count(13, 70, 40), "bad_topic"),

@@ -1,0 +1,134 @@
+"""The edge agent and the demo, run as a user would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ruuhka.broker import Broker, free_port
+from tests.conftest import HubProcess, http_get, wait_for
+
+EDGE_CONFIG = """\
+device_id = "test-gate"
+state_dir = "{state_dir}"
+heartbeat_s = 1
+
+[mqtt]
+url = "{mqtt_url}"
+
+[[sources]]
+type = "simulated_gate"
+counter = "main"
+capacity = 100
+interval_s = 0.1
+always_open = true
+"""
+
+
+def retained_status(broker: Broker, device: str) -> dict:
+    """Read the retained status topic as a fresh subscriber would."""
+    got: list[bytes] = []
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    client.connect(broker.host, broker.port)
+    client.subscribe(f"ruuhka/v1/devices/{device}/status", qos=1)
+    client.loop_start()
+    try:
+        wait_for(lambda: got, 5, "a retained status")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return json.loads(got[-1])
+
+
+def test_edge_agent_publishes_through_its_outbox_and_says_goodbye(
+    tmp_path: Path, broker: Broker, hub: HubProcess
+) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(EDGE_CONFIG.format(state_dir=tmp_path / "edge", mqtt_url=broker.url))
+    check = subprocess.run(
+        [sys.executable, "-m", "ruuhka", "edge", "--config", str(config), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0 and "test-gate" in check.stdout
+    agent = subprocess.Popen([sys.executable, "-m", "ruuhka", "edge", "--config", str(config)])
+    try:
+        wait_for(lambda: hub.metric("ruuhka_readings_accepted_total", stream="count") >= 20, 15)
+        wait_for(lambda: hub.metric("ruuhka_readings_accepted_total", stream="heartbeat") >= 1, 10)
+        assert retained_status(broker, "test-gate")["state"] == "online"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(15) == 0
+    assert retained_status(broker, "test-gate")["state"] == "offline"
+    outbox = sqlite3.connect(tmp_path / "edge" / "test-gate.outbox.db")
+    left = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    stored = hub.metric("ruuhka_readings_accepted_total", stream="count")
+    sent = outbox.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0]
+    assert left == 0
+    assert stored > 0 and stored < sent
+
+
+def test_edge_config_errors_are_one_clear_message(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text('device_id = "Bad Id"\n[[sources]]\ntype = "teleporter"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "ruuhka", "edge", "--config", str(config), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "device_id" in result.stderr and "sources[0]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "ruuhka", "demo", "--state-dir", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        banner = ""
+        assert demo.stdout is not None
+        while "Public page" not in banner:
+            line = demo.stdout.readline()
+            assert line, "demo exited early"
+            banner += line
+        broker_port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", banner).group(1))
+        url = f"http://127.0.0.1:{port}"
+
+        def all_live() -> bool:
+            status, body = http_get(url + "/api/v1/facilities?lang=en")
+            assert status == 200
+            facilities = json.loads(body)
+            return len(facilities) == 3 and all(f["updated_at"] for f in facilities)
+
+        wait_for(all_live, 30, "all three demo facilities to report")
+        status, page = http_get(url + "/?lang=en")
+        assert status == 200 and "Central swimming hall" in page
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        demo.wait(30)
+    assert "Ruuhka demo stopped" in demo.stdout.read()
+    time.sleep(0.5)
+    for what, p in (("broker", broker_port), ("hub", port)):
+        with socket.socket() as s:
+            listening = s.connect_ex(("127.0.0.1", p)) == 0
+        assert not listening, f"the demo's {what} still listens on {p}"

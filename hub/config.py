@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ruuhka.contract import DeviceId, SourceName, Stream
@@ -54,11 +54,20 @@ class Source(_Strict):
     camera: SourceName | None = None
 
     def routes(self) -> list[tuple[str, Stream, str | None]]:
-        """(device, stream, name) keys this source claims; None name = any name."""
-        return [
-            (self.device, Stream.COUNT, self.counter),
-            (self.device, Stream.RINK, self.sensor),
-            (self.device, Stream.SNAPSHOT, self.camera),
+        """(device, stream, name) keys this source claims; None name = any name.
+
+        A source that names nothing takes every stream of its device."""
+        named = [
+            (self.device, stream, name)
+            for stream, name in (
+                (Stream.COUNT, self.counter),
+                (Stream.RINK, self.sensor),
+                (Stream.SNAPSHOT, self.camera),
+            )
+            if name is not None
+        ]
+        return named or [
+            (self.device, stream, None) for stream in (Stream.COUNT, Stream.RINK, Stream.SNAPSHOT)
         ]
 
 
@@ -195,24 +204,26 @@ class HubSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return env_first_sources(init_settings, env_settings)
 
-    @model_validator(mode="after")
-    def _unique(self) -> HubSettings:
+    @field_validator("facilities")
+    @classmethod
+    def _unique(cls, facilities: list[Facility]) -> list[Facility]:
         seen: set[str] = set()
         claimed: dict[tuple[str, Stream, str | None], str] = {}
-        for facility in self.facilities:
+        for index, facility in enumerate(facilities):
             if facility.id in seen:
-                raise ValueError(f"facility id {facility.id!r} appears twice")
+                raise ValueError(f"facilities[{index}].id: {facility.id!r} appears twice")
             seen.add(facility.id)
-            for source in facility.sources:
+            for number, source in enumerate(facility.sources):
                 for key in source.routes():
                     other = claimed.get(key)
                     if other is not None and other != facility.id:
                         raise ValueError(
-                            f"device {key[0]!r} ({key[1].value} {key[2] or 'any'}) is mapped to "
-                            f"both {other!r} and {facility.id!r}"
+                            f"facilities[{index}].sources[{number}]: device {key[0]!r} "
+                            f"({key[1].value} {key[2] or 'any'}) is mapped to both "
+                            f"{other!r} and {facility.id!r}"
                         )
                     claimed[key] = facility.id
-        return self
+        return facilities
 
     def facility(self, facility_id: str) -> Facility | None:
         return next((f for f in self.facilities if f.id == facility_id), None)

@@ -100,14 +100,17 @@ class FacilityDeriver:
     def _count(self, reading: CountPayload, source: str, when: datetime) -> None:
         tracker = self.tracker
         day = when.astimezone(self.facility.zone).date().isoformat()
-        if day != tracker.day or is_open(self.facility, when) is False:
+        closed = is_open(self.facility, when) is False
+        if day != tracker.day or closed:
             self._rebaseline(day)
         if reading.occupancy is not None:
             tracker.headcounts[source] = reading.occupancy
         else:
             assert reading.entries is not None and reading.exits is not None
             previous = tracker.counters.get(source)
-            if previous is not None:
+            # While closed, movement (staff, cleaners) is not occupancy: only the
+            # counter values are kept, as the baseline for opening time.
+            if previous is not None and not closed:
                 entries0, exits0 = previous
                 if reading.entries < entries0 or reading.exits < exits0:
                     # The counter restarted from zero: what it shows now happened since.

@@ -46,7 +46,8 @@ class Stream(StrEnum):
 class _Payload(BaseModel):
     """Common to every stream: the device's sequence number and clock."""
 
-    model_config = ConfigDict(extra="forbid", strict=False)
+    # Strict: "5" or true is not a count, whatever lax parsing would make of it.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     seq: Seq = Field(description="Strictly increasing per device, kept across restarts.")
     ts: AwareDatetime = Field(description="Device clock, RFC 3339 UTC.")
@@ -162,7 +163,7 @@ def parse_topic(topic: str) -> tuple[str, Stream]:
     if len(parts) != 5 or parts[0] != "ruuhka" or parts[1] != VERSION or parts[2] != "devices":
         raise TopicError(f"topic outside the contract: {topic[:200]!r}")
     device_id, stream = parts[3], parts[4]
-    if not _DEVICE_ID_RE.match(device_id):
+    if not _DEVICE_ID_RE.fullmatch(device_id):
         raise TopicError(f"bad device id in topic: {device_id[:80]!r}")
     try:
         return device_id, Stream(stream)

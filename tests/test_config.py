@@ -151,12 +151,6 @@ def test_same_device_and_counter_on_two_facilities(tmp_path: Path) -> None:
     assert "'uimahalli'" in message and "'kuntosali'" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HubSettings._unique (hub/config.py) is a model_validator on the whole settings, "
-    "so the error location is '(top level)' instead of the key path facilities[1].id / "
-    "facilities[1].sources[0]",
-)
 @pytest.mark.parametrize(
     ("facility_id", "device"), [("uimahalli", "gym-gate"), ("kuntosali", "uimahalli-gate")]
 )
@@ -166,12 +160,6 @@ def test_duplicate_errors_name_the_key_path(tmp_path: Path, facility_id: str, de
     assert "facilities[1]" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Source.routes() (hub/config.py) makes a counter-only source also claim "
-    "(device, rink, any) and (device, snapshot, any), so one device with two differently "
-    "named counters cannot serve two facilities: HubSettings._unique rejects it",
-)
 def test_same_device_different_counters_on_two_facilities(tmp_path: Path) -> None:
     text = EXAMPLE + SECOND_FACILITY.format(id="kuntosali", device="uimahalli-gate", counter="side")
     settings = load_settings(HubSettings, write(tmp_path, text))

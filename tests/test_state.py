@@ -266,12 +266,6 @@ def test_closed_day_rebaselines() -> None:
     assert feed.state.occupancy == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub/state.py FacilityDeriver._count re-baselines BEFORE adding the reading's "
-    "delta, so a reading outside opening hours still adds (entries-exits) since the previous "
-    "reading: occupancy shows that delta instead of 0",
-)
 def test_movement_outside_opening_hours_still_gives_zero() -> None:
     feed = Feed(facility(opening_hours=every_day("06:00-21:00")))
     feed.count(100, 60, NOON)

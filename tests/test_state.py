@@ -7,8 +7,6 @@ import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from hub.config import WEEKDAYS, Facility
 from hub.state import FacilityDeriver, Tracker, is_open
 from ruuhka.contract import (

@@ -46,6 +46,19 @@ class DeviceStatus:
     heartbeat: dict[str, Any] | None = None
 
 
+@dataclass
+class HistoryBucket:
+    """One interval of a facility's derived series (None where nothing was measured)."""
+
+    start: datetime
+    samples: int
+    occupancy_avg: float | None = None
+    occupancy_max: int | None = None
+    ice_temp_c: float | None = None
+    air_temp_c: float | None = None
+    people_avg: float | None = None
+
+
 class Store(ABC):
     @abstractmethod
     def known(self, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
@@ -55,10 +68,20 @@ class Store(ABC):
     def commit(
         self, records: list[Record], states: list[SavedState], statuses: list[DeviceStatus]
     ) -> None:
-        """Store all of it or none of it; records already present are left alone."""
+        """Store all of it or none of it; records already present are left alone.
+
+        Each state is also a point of the facility's derived series (at its
+        ``updated_at``), which is what history and forecasts read."""
 
     @abstractmethod
     def load_states(self) -> dict[str, SavedState]: ...
+
+    @abstractmethod
+    def history(
+        self, facility: str, start: datetime, end: datetime, every_s: int
+    ) -> list[HistoryBucket]:
+        """The facility's derived series in [start, end), one bucket per ``every_s``
+        seconds that has data, oldest first."""
 
     @abstractmethod
     def max_seqs(self) -> dict[str, int]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hub.state import Tracker
-from hub.store import DeviceStatus, Record, SavedState, Store, StoreURLError
+from hub.store import DeviceStatus, HistoryBucket, Record, SavedState, Store, StoreURLError
 from ruuhka.contract import FacilityState
 
 _SCHEMA = """
@@ -31,6 +31,15 @@ CREATE TABLE IF NOT EXISTS facility_state (
     state TEXT NOT NULL,
     tracker TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS facility_series (
+    facility TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    occupancy INTEGER,
+    ice_temp_c REAL,
+    air_temp_c REAL,
+    people INTEGER,
+    PRIMARY KEY (facility, ts_ms)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     device TEXT PRIMARY KEY,
     online INTEGER,
@@ -114,6 +123,21 @@ class SQLiteStore(Store):
                         for s in states
                     ],
                 )
+                db.executemany(
+                    "INSERT OR REPLACE INTO facility_series VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            s.state.facility,
+                            _ms(s.state.updated_at),
+                            s.state.occupancy,
+                            s.state.ice_temp_c,
+                            s.state.air_temp_c,
+                            s.state.people,
+                        )
+                        for s in states
+                        if s.state.updated_at is not None
+                    ],
+                )
                 for status in statuses:
                     db.execute(
                         "INSERT INTO devices VALUES (?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET "
@@ -142,6 +166,22 @@ class SQLiteStore(Store):
             )
             for facility, state, tracker in rows
         }
+
+    def history(
+        self, facility: str, start: datetime, end: datetime, every_s: int
+    ) -> list[HistoryBucket]:
+        every_ms = every_s * 1000
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT (ts_ms / ?) * ? AS bucket, COUNT(*), AVG(occupancy), MAX(occupancy), "
+                "AVG(ice_temp_c), AVG(air_temp_c), AVG(people) FROM facility_series "
+                "WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY bucket ORDER BY bucket",
+                (every_ms, every_ms, facility, _ms(start), _ms(end)),
+            ).fetchall()
+        return [
+            HistoryBucket(_from_ms(bucket), n, occ, occ_max, ice, air, people)
+            for bucket, n, occ, occ_max, ice, air, people in rows
+        ]
 
     def max_seqs(self) -> dict[str, int]:
         with self._lock:

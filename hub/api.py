@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub import history
+from hub.crew.service import latest_for
 from hub.facilities import FacilityOut, present
+from hub.forecast import Forecast, facility_forecast
 from ruuhka import contract
 from web.i18n import negotiate
 
@@ -29,7 +32,16 @@ def _lang(request: Request | WebSocket, lang: str | None) -> str:
 def list_facilities(request: Request, lang: str | None = LangQuery) -> list[FacilityOut]:
     hub = request.app.state.hub
     language = _lang(request, lang)
-    return [present(f, hub.live.states.get(f.id), language) for f in hub.settings.facilities]
+    return [
+        present(
+            f,
+            hub.live.states.get(f.id),
+            language,
+            trend=hub.live.trend(f.id, f.capacity),
+            condition=latest_for(request.app, f.id),
+        )
+        for f in hub.settings.facilities
+    ]
 
 
 @router.get(
@@ -43,7 +55,51 @@ def get_facility(request: Request, facility_id: str, lang: str | None = LangQuer
     facility = hub.settings.facility(facility_id)
     if facility is None:
         raise HTTPException(status_code=404, detail=f"no facility {facility_id[:64]!r}")
-    return present(facility, hub.live.states.get(facility_id), _lang(request, lang))
+    return present(
+        facility,
+        hub.live.states.get(facility_id),
+        _lang(request, lang),
+        trend=hub.live.trend(facility_id, facility.capacity),
+        condition=latest_for(request.app, facility_id),
+    )
+
+
+@router.get(
+    "/api/v1/facilities/{facility_id}/history",
+    response_model=history.HistoryOut,
+    responses=history.RESPONSES,
+    tags=["open data"],
+)
+def get_history(
+    request: Request,
+    facility_id: str,
+    from_: str | None = history.FromQuery,
+    to: str | None = history.ToQuery,
+    every: str | None = history.EveryQuery,
+    format: str | None = history.FormatQuery,
+) -> Response:
+    """Occupancy and the facility's other series per interval, as JSON or CSV."""
+    hub = request.app.state.hub
+    facility = hub.settings.facility(facility_id)
+    if facility is None:
+        raise HTTPException(status_code=404, detail=f"no facility {facility_id[:64]!r}")
+    accept = request.headers.get("accept")
+    return history.respond(hub.store, facility, from_, to, every, format, accept)
+
+
+@router.get(
+    "/api/v1/facilities/{facility_id}/forecast",
+    response_model=Forecast,
+    responses={404: {"description": "No such facility."}},
+    tags=["open data"],
+)
+def get_forecast(request: Request, facility_id: str) -> Forecast:
+    """Typical occupancy today, usually busy times, the best time to go and the next 2 hours."""
+    hub = request.app.state.hub
+    facility = hub.settings.facility(facility_id)
+    if facility is None:
+        raise HTTPException(status_code=404, detail=f"no facility {facility_id[:64]!r}")
+    return facility_forecast(hub.store, facility, datetime.now(UTC), hub.settings.forecast)
 
 
 @router.get("/api/v1/contract", tags=["contract"])
@@ -67,37 +123,21 @@ def metrics(request: Request) -> Response:
 
 @router.websocket("/api/v1/live")
 async def live(websocket: WebSocket, lang: str | None = None) -> None:
-    """Pushes ``{"facility": {...}}`` for every facility on connect, then on every change."""
+    """Pushes ``{"facility": {...}}`` for every facility on connect, then on every change.
+
+    Changes are coalesced per facility and paced (``[live]`` settings); a client
+    that stops taking data is dropped and should reconnect."""
     hub = websocket.app.state.hub
     language = _lang(websocket, lang)
+
+    def render(state: contract.FacilityState) -> str | None:
+        facility = hub.settings.facility(state.facility)
+        if facility is None:
+            return None
+        trend = hub.live.trend(facility.id, facility.capacity)
+        condition = latest_for(websocket.app, facility.id)
+        out = present(facility, state, language, trend=trend, condition=condition)
+        return '{"facility":' + out.model_dump_json() + "}"
+
     await websocket.accept()
-    client = hub.live.connect()
-    for state in hub.live.states.values():
-        client.push(state)
-    receiver = asyncio.create_task(_drain(websocket))
-    try:
-        while not receiver.done():
-            waiter = asyncio.create_task(client.next_batch())
-            done, _ = await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
-                break
-            for state in waiter.result():
-                facility = hub.settings.facility(state.facility)
-                if facility is not None:
-                    out = present(facility, state, language)
-                    await websocket.send_text('{"facility":' + out.model_dump_json() + "}")
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        receiver.cancel()
-        hub.live.disconnect(client)
-
-
-async def _drain(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, so that a close is noticed."""
-    try:
-        while True:
-            await websocket.receive_text()
-    except (WebSocketDisconnect, RuntimeError):
-        return
+    await hub.live.fanout.serve(websocket, language, render, list(hub.live.states.values()))

@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hub import api, pages
+from hub import api, pages, snapshot_api
 from hub.config import HubSettings
+from hub.crew.service import open_crew
+from hub.crew.web import crew_router
+from hub.fanout import FanoutMetrics, ServerSend
 from hub.ingest import Ingest
 from hub.live import LiveView
 from hub.metrics import Metrics
+from hub.replicas import OwnerIngest, Partition
+from hub.security import SecurityMiddleware
+from hub.snapshots import SnapshotStore
 from hub.store import Store, open_store
 from ruuhka import __version__
 from web import STATIC_DIR
@@ -30,16 +36,32 @@ class Hub:
     metrics: Metrics
     live: LiveView
     ingest: Ingest
+    snapshots: SnapshotStore
+    owner: OwnerIngest | None = None  # one of several replicas: derives its facilities
 
 
 def build_hub(settings: HubSettings) -> Hub:
-    store = open_store(settings.store.url)
+    store = open_store(settings.store.url, settings.store)
     metrics = Metrics()
-    live = LiveView([], on_clients=metrics.live_clients.set)
-    ingest = Ingest(settings, store, metrics, on_state=lambda s: live.offer(s, local=True))
+    metrics.watch_store(store.stats)
+    live = LiveView([], metrics.live_clients.set, settings.live, FanoutMetrics(metrics.registry))
+    snapshots = SnapshotStore.open(settings.snapshots, settings.store.url)
+    ingest = Ingest(
+        settings,
+        store,
+        metrics,
+        on_state=lambda s: live.offer(s, local=True),
+        snapshots=snapshots,
+        on_remote_state=lambda s: live.offer(s, local=False),
+    )
+    owner = None
+    if settings.ingest.shared_group is not None:
+        owner = OwnerIngest(
+            settings, store, metrics, lambda s: live.offer(s, local=True), Partition(settings)
+        )
     for state in ingest.states():
         live.offer(state, local=True)
-    return Hub(settings, store, metrics, live, ingest)
+    return Hub(settings, store, metrics, live, ingest, snapshots, owner)
 
 
 def create_app(settings: HubSettings) -> FastAPI:
@@ -48,13 +70,21 @@ def create_app(settings: HubSettings) -> FastAPI:
         hub = build_hub(settings)
         hub.live.bind(asyncio.get_running_loop())
         app.state.hub = hub
+        app.state.crew = open_crew(settings, hub.metrics.registry)
         hub.ingest.start()
+        if hub.owner is not None:
+            hub.owner.start()
         log.info("hub %s up with %d facilities", __version__, len(settings.facilities))
         try:
             yield
         finally:
+            if hub.owner is not None:
+                hub.owner.stop()
             hub.ingest.stop()
             hub.store.close()
+            hub.snapshots.close()
+            if app.state.crew is not None:
+                app.state.crew.close()
 
     app = FastAPI(
         title="Ruuhka open data API",
@@ -63,6 +93,10 @@ def create_app(settings: HubSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(api.router)
+    app.include_router(snapshot_api.router)
+    app.include_router(crew_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityMiddleware, settings=settings.http)
+    app.add_middleware(ServerSend)  # outermost: the live fan-out writes frames directly
     return app

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import date, time
 from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hub.crew.settings import CrewSettings
+from hub.fanout import LiveSettings
+from hub.snapshots import SnapshotSettings
 from ruuhka.contract import DeviceId, SourceName, Stream
 from ruuhka.settings import MqttSettings, env_first_sources
 
@@ -153,13 +164,35 @@ class Facility(_Strict):
 class StoreSettings(_Strict):
     url: str = Field(
         default="sqlite:///ruuhka.db",
-        description="sqlite:///relative/path.db or sqlite:////absolute/path.db",
+        description="sqlite:///relative/path.db or sqlite:////absolute/path.db, or "
+        "influxdb://host:8086/database (1.x), influxdb://host:8086?org=ORG&bucket=BUCKET "
+        "(2.x, 3.x); influxdbs:// for TLS",
     )
+    token: SecretStr | None = Field(default=None, description="InfluxDB 2.x/3.x API token.")
+    username: str | None = Field(default=None, description="InfluxDB 1.x user.")
+    password: SecretStr | None = Field(default=None, description="InfluxDB 1.x password.")
 
 
 class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # Hardening (hub/security.py).
+    max_body_bytes: PositiveInt = Field(
+        default=64 * 1024, description="A larger request body is refused with 413."
+    )
+    api_rate_per_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Sustained /api/ requests per second per client address; 0 = no limit.",
+    )
+    api_burst: PositiveInt = Field(
+        default=100, description="Requests a client may make at once before the rate applies."
+    )
+    hsts_max_age_s: int = Field(
+        default=365 * 24 * 3600,
+        ge=0,
+        description="Strict-Transport-Security max-age when served over TLS; 0 = not sent.",
+    )
 
 
 class IngestSettings(_Strict):
@@ -171,6 +204,58 @@ class IngestSettings(_Strict):
         default=1000, ge=1, le=65535, description="Unacknowledged readings in flight."
     )
     max_clock_skew_s: PositiveInt = 300
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Run as one of several replicas, storing readings through the MQTT 5 "
+        "shared subscription $share/{shared_group}/...; unset = a hub on its own.",
+    )
+    replica_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="This replica's name."
+    )
+    replicas: list[str] = Field(
+        default_factory=list,
+        description="Every replica's name, the same list on all of them: each facility's "
+        "state is derived by exactly one of them (see hub/replicas.py).",
+    )
+
+    @model_validator(mode="after")
+    def _replication(self) -> IngestSettings:
+        if self.shared_group is None:
+            if self.replica_id or self.replicas:
+                raise ValueError("replica_id and replicas need shared_group")
+            return self
+        if not self.replica_id:
+            raise ValueError("shared_group needs replica_id, this replica's name")
+        if self.replica_id not in self.replicas:
+            raise ValueError(f"replica_id {self.replica_id!r} is not in replicas {self.replicas}")
+        if len(set(self.replicas)) != len(self.replicas):
+            raise ValueError("replicas: a name appears twice")
+        return self
+
+
+class ForecastSettings(_Strict):
+    """What typical-occupancy forecasts learn from, and which days are holidays."""
+
+    holidays_country: str = Field(
+        default="FI", description="Public holidays of this country (ISO 3166); empty for none."
+    )
+    holidays_subdivision: str | None = Field(default=None, description="E.g. a state: BY.")
+    extra_holidays: list[date] = Field(
+        default_factory=list, description="More days to treat as holidays (local dates)."
+    )
+    history_weeks: int = Field(default=8, ge=1, le=52, description="How far back to learn.")
+
+    @model_validator(mode="after")
+    def _known(self) -> ForecastSettings:
+        if self.holidays_country:
+            import holidays
+
+            try:
+                holidays.country_holidays(self.holidays_country, subdiv=self.holidays_subdivision)
+            except NotImplementedError as exc:
+                raise ValueError(f"no public holidays known: {exc}") from None
+        return self
 
 
 class SiteSettings(_Strict):
@@ -179,6 +264,16 @@ class SiteSettings(_Strict):
     )
     contact: str | None = None
     default_language: str = Field(default="fi", pattern=r"^(fi|sv|en)$")
+    operator: dict[str, str] = Field(
+        default_factory=dict,
+        description="Who runs the service, per language, for the about page.",
+    )
+    accessibility_contact: str | None = Field(
+        default=None, description="Where accessibility feedback goes; defaults to contact."
+    )
+    accessibility_reviewed: date | None = Field(
+        default=None, description="When the accessibility statement was last reviewed."
+    )
 
 
 class HubSettings(BaseSettings):
@@ -191,6 +286,12 @@ class HubSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    crew: CrewSettings | None = Field(
+        default=None, description="Maintenance crews; absent = no crew features."
+    )
+    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     facilities: list[Facility] = Field(default_factory=list)
 
     @classmethod

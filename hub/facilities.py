@@ -7,9 +7,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from hub.config import Facility
+from hub.config import WEEKDAYS, Facility
+from hub.crew.conditions import condition_fields
+from hub.crew.maintenance import Latest
 from hub.state import is_open
-from ruuhka.contract import FacilityState, Quality
+from hub.trend import Trend
+from ruuhka.contract import CameraStatus, FacilityState, Quality
 
 
 class Level(StrEnum):
@@ -50,10 +53,48 @@ class FacilityOut(BaseModel):
     ice_temp_c: float | None = None
     air_temp_c: float | None = None
     people: int | None = Field(default=None, description="People counted on the camera image.")
+    snapshot_at: datetime | None = Field(
+        default=None, description="When the latest anonymised camera picture was taken (UTC)."
+    )
+    camera_status: CameraStatus | None = Field(
+        default=None, description="ok, or why the camera publishes no picture (it fails closed)."
+    )
+    trend: Trend | None = Field(
+        default=None,
+        description="Occupancy now against ten minutes ago; null when unknown or stale.",
+    )
+    hours_today: str | None = Field(
+        default=None,
+        description='Opening hours today, local time: "06:00-21:00" or "closed"; null if unknown.',
+    )
+    condition: str | None = Field(
+        default=None, description="The newest maintenance logged (e.g. iced); null when unknown."
+    )
+    condition_label: str | None = Field(default=None, description="condition, in words.")
+    condition_quality: str | None = Field(
+        default=None, description="good / satisfactory / unusable."
+    )
+    condition_at: datetime | None = Field(default=None, description="When the work was done.")
+    condition_expires_at: datetime | None = Field(
+        default=None, description="After this the condition reads as unknown (kind-specific)."
+    )
+    condition_state: str = Field(
+        default="unknown", description='"known", or "unknown" when none or too old.'
+    )
+    condition_text: str | None = Field(
+        default=None, description='E.g. "Iced today 06:30", in the facility\'s time zone.'
+    )
+    notice: str | None = Field(default=None, description="The crew's current notice.")
+    notice_at: datetime | None = None
 
 
 def present(
-    facility: Facility, state: FacilityState | None, lang: str, now: datetime | None = None
+    facility: Facility,
+    state: FacilityState | None,
+    lang: str,
+    now: datetime | None = None,
+    trend: Trend | None = None,
+    condition: Latest | None = None,
 ) -> FacilityOut:
     now = now or datetime.now(UTC)
     state = state or FacilityState(facility=facility.id)
@@ -61,6 +102,8 @@ def present(
     if state.occupancy is not None and facility.capacity:
         pct = round(100 * state.occupancy / facility.capacity, 1)
     age = (now - state.updated_at).total_seconds() if state.updated_at else None
+    stale = age is None or age > facility.stale_after
+    weekday = WEEKDAYS[now.astimezone(facility.zone).weekday()]
     return FacilityOut(
         id=facility.id,
         name=facility.display_name(lang),
@@ -71,11 +114,16 @@ def present(
         level=level_for(pct),
         updated_at=state.updated_at.astimezone(UTC) if state.updated_at else None,
         age_s=round(age, 1) if age is not None else None,
-        stale=age is None or age > facility.stale_after,
+        stale=stale,
         stale_after_s=facility.stale_after,
         open_now=is_open(facility, now),
         quality=state.quality,
         ice_temp_c=state.ice_temp_c,
         air_temp_c=state.air_temp_c,
         people=state.people,
+        snapshot_at=state.snapshot_at.astimezone(UTC) if state.snapshot_at else None,
+        camera_status=state.camera_status,
+        trend=None if stale else trend,
+        hours_today=facility.opening_hours.get(weekday),
+        **condition_fields(condition, lang, facility.zone, now),
     )

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from hub.config import HubSettings
 from hub.metrics import Metrics
+from hub.snapshots import Picture, SnapshotStore, decode_jpeg
 from hub.state import FacilityDeriver, Tracker
 from hub.store import DeviceStatus, Record, SavedState, Store
 from ruuhka.contract import (
@@ -118,11 +119,19 @@ class Ingest:
         store: Store,
         metrics: Metrics,
         on_state: Callable[[FacilityState], None],
+        snapshots: SnapshotStore | None = None,
+        on_remote_state: Callable[[FacilityState], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.snapshots = snapshots
         self.metrics = metrics
         self.on_state = on_state
+        # States read back from the broker: this replica's own, or another's.
+        self.on_remote_state = on_remote_state or on_state
+        # One of several replicas: this one stores what the shared subscription
+        # brings and leaves deriving to each facility's owner (hub/replicas.py).
+        self.shared = settings.ingest.shared_group is not None
         self.router = Router(settings)
         self.reject_log = RejectLog()
         self._queue: queue.Queue[Message] = queue.Queue()
@@ -139,7 +148,7 @@ class Ingest:
                 prior.tracker if prior else Tracker(),
             )
         self.client = make_client(
-            settings.mqtt, settings.ingest.client_id, persistent=True, manual_ack=True
+            settings.mqtt, self._client_id(), persistent=True, manual_ack=True
         )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -147,6 +156,16 @@ class Ingest:
 
     def states(self) -> list[FacilityState]:
         return [d.state for d in self.derivers.values()]
+
+    def _client_id(self) -> str:
+        """The broker session's name: each replica needs its own."""
+        ingest = self.settings.ingest
+        return f"{ingest.client_id}-{ingest.replica_id}" if self.shared else ingest.client_id
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        group = self.settings.ingest.shared_group
+        devices = f"$share/{group}/{DEVICE_SUBSCRIPTION}" if group else DEVICE_SUBSCRIPTION
+        return [(devices, 1), (STATE_SUBSCRIPTION, 1)]
 
     def start(self) -> None:
         self._worker.start()
@@ -172,7 +191,7 @@ class Ingest:
             return
         log.info("connected to %s", self.settings.mqtt.url)
         self.metrics.mqtt_connected.set(1)
-        client.subscribe([(DEVICE_SUBSCRIPTION, 1), (STATE_SUBSCRIPTION, 1)])
+        client.subscribe(self._subscriptions())
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.metrics.mqtt_connected.set(0)
@@ -199,7 +218,7 @@ class Ingest:
             self.metrics.rejected.labels("bad_state").inc()
             self.reject_log.warn(msg.topic, "bad_state", "topic and facility disagree")
             return
-        self.on_state(state)
+        self.on_remote_state(state)
 
     # the worker thread -----------------------------------------------------
 
@@ -236,6 +255,12 @@ class Ingest:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 raise Rejected("malformed_json", str(exc)) from None
             raise Rejected("invalid_payload", str(exc)) from None
+        if reading.device is not None and reading.device != device:
+            # The broker's ACL ties a topic to one account; a payload naming another
+            # device is forged or misconfigured, and must not count for either.
+            raise Rejected(
+                "device_mismatch", f"payload claims {reading.device!r}, topic says {device!r}"
+            )
         if device not in self.router.devices:
             raise Rejected("unknown_device", f"{device!r} is not in the hub's configuration")
         return device, stream, reading
@@ -243,11 +268,13 @@ class Ingest:
     def _effective_time(
         self, reading: Reading, received_at: datetime
     ) -> tuple[datetime, list[Quality]]:
-        """The device's time, unless it says its clock is unset or is too far off."""
+        """The device's time, unless it says its clock is unset or it lies in the future.
+
+        A time in the past is trusted: it is how a device catching up on a
+        backlog after an outage reports when each reading was taken."""
         if not reading.clock_synced:
             return received_at, [Quality.CLOCK_UNSYNCED]
-        skew = abs(reading.ts - received_at)
-        if skew > timedelta(seconds=self.settings.ingest.max_clock_skew_s):
+        if reading.ts - received_at > timedelta(seconds=self.settings.ingest.max_clock_skew_s):
             return received_at, [Quality.CLOCK_SKEW]
         return reading.ts.astimezone(UTC), []
 
@@ -269,7 +296,9 @@ class Ingest:
 
         known = self.store.known([(device, r.seq) for _, device, _, r in valid])
         records: list[Record] = []
+        pictures: list[Picture] = []
         changed: dict[str, FacilityDeriver] = {}
+        rebased: dict[str, FacilityDeriver] = {}
         for msg, device, stream, reading in valid:
             key = (device, reading.seq)
             if key in known:
@@ -294,10 +323,12 @@ class Ingest:
                     device_ts=reading.ts,
                     received_at=msg.received_at,
                     data=reading.model_dump(
-                        mode="json", exclude={"seq", "ts", "jpeg_b64"}, exclude_none=True
+                        mode="json", exclude={"seq", "ts", "jpeg_b64", "device"}, exclude_none=True
                     ),
                 )
             )
+            if isinstance(reading, SnapshotPayload) and reading.jpeg_b64 and facility and source:
+                self._picture(pictures, facility, source, when, reading)
             if reading.seq < self._max_seq.get(device, -1):
                 self.metrics.out_of_order.inc()
                 continue
@@ -308,11 +339,24 @@ class Ingest:
                 )
                 continue
             assert facility is not None and source is not None
+            if self.shared:
+                continue  # derived by the facility's owner replica (hub/replicas.py)
             deriver = self.derivers[facility]
+            baselines = deriver.tracker.to_json()
             if deriver.apply(reading, source, when, clock_flags):
                 changed[facility] = deriver
+            elif deriver.tracker.to_json() != baselines:
+                # Same state, new counter baselines: store them (a restarted hub must
+                # continue from these), but there is nothing new to publish.
+                rebased[facility] = deriver
 
-        self._commit(records, changed, statuses)
+        self._commit(records, rebased | changed, statuses)
+        if pictures and self.snapshots is not None:
+            try:
+                self.snapshots.save(pictures)
+            except Exception:
+                # Only the picture is lost; the next one replaces it anyway.
+                log.exception("could not keep %d camera picture(s)", len(pictures))
         now = datetime.now(UTC)
         for record in records:
             self.metrics.accepted.labels(record.stream).inc()
@@ -346,6 +390,27 @@ class Ingest:
                 if self._stop.wait(delay):
                     raise
                 delay = min(delay * 2, 30)
+
+    def _picture(
+        self,
+        pictures: list[Picture],
+        facility: str,
+        source: str,
+        when: datetime,
+        reading: SnapshotPayload,
+    ) -> None:
+        """Collect a picture to keep; a broken one is counted and dropped (its
+        count and metadata are kept with the reading)."""
+        assert reading.jpeg_b64 is not None and reading.width and reading.height
+        try:
+            jpeg = decode_jpeg(reading.jpeg_b64)
+        except ValueError as exc:
+            self.metrics.rejected.labels("bad_image").inc()
+            self.reject_log.warn(source.split("/")[0], "bad_image", str(exc))
+            return
+        pictures.append(
+            Picture(facility, source, when, jpeg, reading.width, reading.height, reading.people)
+        )
 
 
 def _sender(topic: str) -> str:

@@ -1,42 +1,36 @@
 """The live view: the newest state of every facility, pushed to WebSocket clients.
 
 States arrive from paho's threads (this replica's ingest, or the retained state
-topic that every replica subscribes to) and are handed to the event loop. Each
-client has one pending slot per facility, so a slow client gets the latest state
-rather than a growing queue: memory per client is bounded by the facility count.
+topic that every replica subscribes to) and are handed to the event loop, which
+passes them on to the WebSocket clients (hub/fanout.py: coalesced, paced, slow
+clients dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from hub.fanout import Fanout, FanoutMetrics, LiveSettings
+from hub.trend import RecentSeries, Trend
 from ruuhka.contract import FacilityState
 
 
-class LiveClient:
-    def __init__(self) -> None:
-        self.pending: dict[str, FacilityState] = {}
-        self.wakeup = asyncio.Event()
-
-    def push(self, state: FacilityState) -> None:
-        self.pending[state.facility] = state
-        self.wakeup.set()
-
-    async def next_batch(self) -> list[FacilityState]:
-        await self.wakeup.wait()
-        self.wakeup.clear()
-        batch = list(self.pending.values())
-        self.pending.clear()
-        return batch
-
-
 class LiveView:
-    def __init__(self, initial: list[FacilityState], on_clients: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        initial: list[FacilityState],
+        on_clients: Callable[[int], None],
+        settings: LiveSettings | None = None,
+        metrics: FanoutMetrics | None = None,
+    ) -> None:
         self.states: dict[str, FacilityState] = {s.facility: s for s in initial}
-        self.clients: set[LiveClient] = set()
+        self.recent = RecentSeries()
+        for state in initial:
+            self._remember(state)
+        self.fanout = Fanout(settings or LiveSettings(), on_clients, metrics)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_clients = on_clients
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -53,15 +47,12 @@ class LiveView:
         if not local and current is not None and state.revision <= current.revision:
             return
         self.states[state.facility] = state
-        for client in self.clients:
-            client.push(state)
+        self._remember(state)
+        self.fanout.publish(state)
 
-    def connect(self) -> LiveClient:
-        client = LiveClient()
-        self.clients.add(client)
-        self._on_clients(len(self.clients))
-        return client
+    def _remember(self, state: FacilityState) -> None:
+        if state.updated_at is not None and state.occupancy is not None:
+            self.recent.add(state.facility, state.updated_at, state.occupancy)
 
-    def disconnect(self, client: LiveClient) -> None:
-        self.clients.discard(client)
-        self._on_clients(len(self.clients))
+    def trend(self, facility: str, capacity: int | None) -> Trend | None:
+        return self.recent.trend(facility, datetime.now(UTC), capacity)

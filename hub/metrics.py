@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 REJECT_REASONS = (
     "bad_topic",
@@ -10,6 +14,7 @@ REJECT_REASONS = (
     "malformed_json",
     "invalid_payload",
     "unknown_device",
+    "device_mismatch",
     "unknown_source",
     "bad_state",
 )
@@ -53,3 +58,18 @@ class Metrics:
             "ruuhka_mqtt_connected", "1 while connected to the broker.", registry=r
         )
         self.live_clients = Gauge("ruuhka_live_clients", "Open WebSocket connections.", registry=r)
+
+    def watch_store(self, stats: Callable[[], dict[str, float]]) -> None:
+        """Export the store's own counters as ``ruuhka_store_<name>_total``."""
+        self.registry.register(_StoreCounters(stats))
+
+
+class _StoreCounters(Collector):
+    def __init__(self, stats: Callable[[], dict[str, float]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, value in sorted(self._stats().items()):
+            yield CounterMetricFamily(
+                f"ruuhka_store_{name}", f"Store counter: {name.replace('_', ' ')}.", value=value
+            )

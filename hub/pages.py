@@ -1,57 +1,426 @@
-"""The public page, server-rendered so that it is correct without JavaScript."""
+"""The public pages, server-rendered so that they are right without JavaScript.
+
+``/`` lists every facility, ``/facilities/{id}`` shows one with today's curve
+and the forecast, ``/about`` says what is collected and how accessible the
+service is. ``static/live.js`` then keeps the figures live over the WebSocket.
+No cookies, no third-party resources, no inline scripts or styles.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
+from hub.charts import ChartText, day_chart
+from hub.config import Facility, parse_hours
+from hub.crew.service import latest_for
 from hub.facilities import FacilityOut, present
+from hub.forecast import Forecast, ForecastPoint, facility_forecast
 from web import TEMPLATES_DIR
-from web.i18n import catalog, negotiate
+from web.i18n import LOCALES, Formatter, fill, negotiate
 
+log = logging.getLogger("ruuhka.pages")
 router = APIRouter()
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
+
+
+def _fill_markup(template: str, **values: object) -> Markup:
+    """``fill`` for templates: the catalog text is escaped, Markup values go in as they are."""
+    return Markup(fill(str(escape(template)), **{k: escape(v) for k, v in values.items()}))
+
+
+def contact_link(contact: str) -> Markup:
+    """An e-mail address or a web address as a link; anything else (a phone number) as text."""
+    if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", contact):
+        return Markup('<a href="mailto:{0}">{0}</a>').format(contact)
+    if re.fullmatch(r"https?://\S+", contact):
+        return Markup('<a href="{0}">{0}</a>').format(contact)
+    return escape(contact)
+
+
+templates.env.filters["fill"] = _fill_markup
+templates.env.filters["contact_link"] = contact_link
 LANGUAGE_LABELS = (("fi", "Suomeksi"), ("sv", "På svenska"), ("en", "In English"))
+BUCKET_S = 15 * 60
+TREND_ARROWS = {"rising": "↗", "steady": "→", "falling": "↘"}
+# The catalog entries live.js needs; the rest of the catalog stays on the server.
+CLIENT_STRINGS = (
+    "level_quiet",
+    "level_moderate",
+    "level_busy",
+    "level_full",
+    "trend_rising",
+    "trend_steady",
+    "trend_falling",
+    "updated_ago",
+    "just_now",
+    "no_data",
+    "pct_of_capacity",
+    "people",
+    "people_seen",
+    "people_on_camera",
+    "camera_taken",
+    "ice_temp",
+    "air_temp",
+    "open_now",
+    "closed_now",
+    "cond_good",
+    "cond_satisfactory",
+    "cond_unusable",
+    "live",
+    "connecting",
+    "offline",
+)
 
 
-def age_text(f: FacilityOut, t: dict[str, str]) -> str:
-    if f.age_s is None:
-        return t["no_data"]
-    if f.age_s < 60:
-        return f"{t['updated']} {t['just_now']}"
-    minutes = int(f.age_s // 60)
-    amount = f"{minutes} {t['min']}" if minutes < 60 else f"{minutes // 60} {t['h']}"
-    return f"{t['updated']} {amount} {t['ago']}"
+@dataclass
+class Card:
+    """One facility's figures, formatted for the page (the template adds markup)."""
+
+    out: FacilityOut
+    zone: str
+    occupancy: str
+    unit: str
+    pct: str
+    pct_value: float
+    level: str
+    trend_arrow: str
+    trend: str
+    age: str
+    open_text: str
+    hours_text: str
+    ice: str
+    air: str
+    people: str
+    condition: str
+    notice: str
+
+
+def _language(request: Request, lang: str | None) -> str:
+    site = request.app.state.hub.settings.site
+    return negotiate(lang, request.headers.get("accept-language"), site.default_language)
+
+
+def _hours_text(out: FacilityOut, fmt: Formatter) -> str:
+    if out.hours_today is None:
+        return ""
+    span = parse_hours(out.hours_today)
+    if span is None:
+        return fmt.t["closed_today"]
+    opens, closes = span
+    if opens == time(0) and closes.second:
+        return fmt.t["all_day_today"]
+    # parse_hours reads "24:00" as 23:59:59; say midnight.
+    return fill(fmt.t["hours_today"], hours=fmt.span(opens, time(0) if closes.second else closes))
+
+
+def condition_text(out: FacilityOut, t: dict[str, str]) -> str:
+    """ "Iced today 06:30 · good condition" while the crew's entry is fresh, else ""."""
+    if out.condition_state != "known" or not out.condition_text:
+        return ""
+    quality = t.get(f"cond_{out.condition_quality}") if out.condition_quality else None
+    return f"{out.condition_text} · {quality}" if quality else out.condition_text
+
+
+def card(facility: Facility, out: FacilityOut, fmt: Formatter) -> Card:
+    t = fmt.t
+    pct = ""
+    if out.occupancy_pct is not None and out.capacity:
+        pct = fill(
+            t["pct_of_capacity"],
+            pct=fmt.percent(out.occupancy_pct),
+            capacity=fmt.number(out.capacity),
+        )
+    # A place counted only by its camera: the camera's count is the figure.
+    camera_only = out.occupancy is None and out.people is not None
+    figure = out.people if camera_only else out.occupancy
+    open_text = ""
+    if out.open_now is not None:
+        open_text = t["open_now"] if out.open_now else t["closed_now"]
+    return Card(
+        out=out,
+        zone=facility.timezone,
+        occupancy=fmt.number(figure) if figure is not None else "–",
+        unit=t["people_seen"] if camera_only else t["people"],
+        pct=pct,
+        pct_value=min(100.0, out.occupancy_pct or 0.0),
+        level=t[f"level_{out.level}"] if out.level else "",
+        trend_arrow=TREND_ARROWS[out.trend] if out.trend else "",
+        trend=t[f"trend_{out.trend}"] if out.trend else "",
+        age=fmt.age(out.age_s),
+        open_text=open_text,
+        hours_text=_hours_text(out, fmt),
+        ice=fill(t["ice_temp"], temp=fmt.temperature(out.ice_temp_c))
+        if out.ice_temp_c is not None
+        else "",
+        air=fill(t["air_temp"], temp=fmt.temperature(out.air_temp_c))
+        if out.air_temp_c is not None
+        else "",
+        people=fill(t["people_on_camera"], n=fmt.number(out.people))
+        if out.people is not None and not camera_only
+        else "",
+        condition=condition_text(out, t),
+        notice=out.notice or "",
+    )
+
+
+def _render(
+    request: Request, name: str, fmt: Formatter, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    hub = request.app.state.hub
+    lang = fmt.lang
+    strings = {key: fmt.t[key] for key in CLIENT_STRINGS}
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "lang": lang,
+            "locale": LOCALES[lang],
+            "t": fmt.t,
+            "strings_json": json.dumps(strings, ensure_ascii=False),
+            "languages": LANGUAGE_LABELS,
+            "path": request.url.path,
+            "site_title": hub.settings.site.title.get(lang, "Ruuhka"),
+            "as_of": fill(fmt.t["as_of"], time=fmt.clock(datetime.now(UTC))),
+            **context,
+        },
+        status_code=status,
+    )
+    response.headers["Vary"] = "Accept-Language"
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Content-Language"] = lang
+    return response
+
+
+def _present(request: Request, facility: Facility, lang: str, now: datetime) -> FacilityOut:
+    live = request.app.state.hub.live
+    trend = live.trend(facility.id, facility.capacity)
+    condition = latest_for(request.app, facility.id)
+    state = live.states.get(facility.id)
+    return present(facility, state, lang, now, trend=trend, condition=condition)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request, lang: str | None = Query(default=None)) -> HTMLResponse:
     hub = request.app.state.hub
-    language = negotiate(
-        lang, request.headers.get("accept-language"), hub.settings.site.default_language
-    )
-    t = catalog(language)
+    language = _language(request, lang)
+    fmt = Formatter(language)
     now = datetime.now(UTC)
-    facilities = []
-    for facility in hub.settings.facilities:
-        out = present(facility, hub.live.states.get(facility.id), language, now)
-        facilities.append({**out.model_dump(), "age_text": age_text(out, t)})
-    response = templates.TemplateResponse(
-        request,
-        "index.html",
-        {
-            "lang": language,
-            "t": t,
-            "strings_json": json.dumps(t, ensure_ascii=False),
-            "facilities": facilities,
-            "languages": LANGUAGE_LABELS,
-            "site_title": hub.settings.site.title.get(language, "Ruuhka"),
-        },
+    cards = [card(f, _present(request, f, language, now), fmt) for f in hub.settings.facilities]
+    return _render(request, "index.html", fmt, {"cards": cards})
+
+
+def _day_range(facility: Facility, out: FacilityOut, now: datetime) -> tuple[datetime, datetime]:
+    """Today's opening hours, or the whole local day when they are not known."""
+    local = now.astimezone(facility.zone)
+    midnight = datetime.combine(local.date(), time(0), facility.zone)
+    span = parse_hours(out.hours_today) if out.hours_today else None
+    if span is None:
+        return midnight, midnight + timedelta(days=1)
+    return (
+        datetime.combine(local.date(), span[0], facility.zone),
+        datetime.combine(local.date(), span[1], facility.zone),
     )
-    response.headers["Vary"] = "Accept-Language"
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+
+
+def _forecast(request: Request, facility: Facility, now: datetime) -> Forecast | None:
+    """The forecast, or None when it fails: the page then shows everything else."""
+    try:
+        hub = request.app.state.hub
+        return facility_forecast(hub.store, facility, now, hub.settings.forecast)
+    except Exception:
+        log.exception("forecast for %s failed", facility.id)
+        return None
+
+
+def _point_near(points: list[ForecastPoint], when: datetime) -> ForecastPoint | None:
+    usable = [p for p in points if p.occupancy is not None]
+    if not usable:
+        return None
+    best = min(usable, key=lambda p: abs((p.at - when).total_seconds()))
+    return best if abs((best.at - when).total_seconds()) <= 900 else None
+
+
+def _table(
+    today: list[tuple[datetime, float]],
+    typical: list[tuple[datetime, float]],
+    start: datetime,
+    end: datetime,
+    fmt: Formatter,
+    zone: Any,
+) -> list[tuple[str, str, str]]:
+    """Hourly rows (time, today, typical) for the table beside the chart."""
+
+    def at_hour(series: list[tuple[datetime, float]], hour: datetime) -> str:
+        values = [v for at, v in series if hour <= at < hour + timedelta(hours=1)]
+        return fmt.number(sum(values) / len(values)) if values else "–"
+
+    rows = []
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        row = (fmt.clock(hour, zone), at_hour(today, hour), at_hour(typical, hour))
+        if row[1:] != ("–", "–"):
+            rows.append(row)
+        hour += timedelta(hours=1)
+    return rows
+
+
+def _insights(forecast: Forecast | None, fmt: Formatter, zone: Any, now: datetime) -> list[str]:
+    if forecast is None:
+        return []
+    t = fmt.t
+    lines = []
+    if forecast.usually_busy_at:
+        spans = ", ".join(fmt.span(r.start, r.end, zone) for r in forecast.usually_busy_at)
+        lines.append(fill(t["usually_busy"], times=spans))
+    if forecast.best_time_today is not None:
+        best = forecast.best_time_today
+        lines.append(fill(t["best_time"], span=fmt.span(best.start, best.end, zone)))
+    for hours in (1, 2):
+        point = _point_near(forecast.next_2h, now + timedelta(hours=hours))
+        if point is not None and point.occupancy is not None:
+            lines.append(fill(t["expected_in"], h=hours, n=fmt.number(point.occupancy)))
+    return lines
+
+
+@router.get("/facilities/{facility_id}", response_class=HTMLResponse, include_in_schema=False)
+def facility_page(
+    request: Request, facility_id: str, lang: str | None = Query(default=None)
+) -> HTMLResponse:
+    hub = request.app.state.hub
+    language = _language(request, lang)
+    fmt = Formatter(language)
+    t = fmt.t
+    facility = hub.settings.facility(facility_id)
+    if facility is None:
+        return _render(request, "not_found.html", fmt, {}, status=404)
+    now = datetime.now(UTC)
+    out = _present(request, facility, language, now)
+    zone = facility.zone
+    start, end = _day_range(facility, out, now)
+    buckets = hub.store.history(facility.id, start.astimezone(UTC), now, BUCKET_S)
+    middle = timedelta(seconds=BUCKET_S / 2)
+    today = [
+        (min(b.start + middle, now), b.occupancy_avg)
+        for b in buckets
+        if b.occupancy_avg is not None
+    ]
+    if out.occupancy is not None and not out.stale and start <= now <= end:
+        today.append((now, float(out.occupancy)))
+    forecast = _forecast(request, facility, now)
+    typical = [
+        (p.at, p.occupancy)
+        for p in (forecast.typical_today if forecast else [])
+        if p.occupancy is not None
+    ]
+    weekday = fmt.standalone_weekday(now.astimezone(zone))
+    legend_typical = fill(t["legend_typical"], weekday=weekday)
+    chart: Markup | None = None
+    if today or typical:
+        typical_now = _point_near(forecast.typical_today, now) if forecast else None
+        description = [t["chart_desc"]]
+        if out.occupancy is not None:
+            description.append(fill(t["chart_desc_now"], n=fmt.number(out.occupancy)))
+        if typical_now is not None and typical_now.occupancy is not None:
+            description.append(fill(t["chart_desc_typical"], n=fmt.number(typical_now.occupancy)))
+        chart = day_chart(
+            today=today,
+            typical=typical,
+            start=start,
+            end=end,
+            now=now,
+            capacity=facility.capacity,
+            text=ChartText(
+                title=fill(t["chart_title"], weekday=weekday),
+                description=" ".join(description),
+                clock=lambda at: fmt.clock(at, zone),
+                number=lambda v: fmt.number(v),
+                now_label=t["now"],
+            ),
+        )
+    context = {
+        "c": card(facility, out, fmt),
+        "chart": chart,
+        "legend_typical": legend_typical,
+        "table": _table(today, typical, start, end, fmt, zone) if chart else [],
+        "insights": _insights(forecast, fmt, zone, now),
+        "learning": forecast is not None and not forecast.typical_today,
+        "snapshot": _snapshot(request, facility, fmt),
+        "camera_note": _camera_note(out, t),
+        "quality": out.quality,
+    }
+    return _render(request, "facility.html", fmt, context)
+
+
+@dataclass
+class Snapshot:
+    """The latest anonymised camera picture, as the facility page shows it."""
+
+    url: str
+    taken_at: datetime
+    time: str
+    people: str
+    width: int
+    height: int
+
+
+def _snapshot(request: Request, facility: Facility, fmt: Formatter) -> Snapshot | None:
+    """The picture the hub serves now (within its retention), if any. The URL names
+    the picture, so that a new one is fetched while the old one may be cached."""
+    picture = request.app.state.hub.snapshots.latest(facility.id)
+    if picture is None:
+        return None
+    version = int(picture.taken_at.timestamp() * 1000)
+    return Snapshot(
+        url=f"/api/v1/facilities/{facility.id}/snapshot.jpg?v={version}",
+        taken_at=picture.taken_at,
+        time=fill(fmt.t["camera_taken"], time=fmt.clock(picture.taken_at, facility.zone)),
+        people=fill(fmt.t["people_on_camera"], n=fmt.number(picture.people))
+        if picture.people is not None
+        else "",
+        width=picture.width,
+        height=picture.height,
+    )
+
+
+def _camera_note(out: FacilityOut, t: dict[str, str]) -> str:
+    """Why the camera sends no new picture now (it fails closed), or ""."""
+    if out.camera_status is None or out.camera_status == "ok":
+        return ""
+    reason = t.get(f"camera_{out.camera_status}", t["camera_error"])
+    return fill(t["camera_paused"], reason=reason)
+
+
+@router.get("/about", response_class=HTMLResponse, include_in_schema=False)
+def about(request: Request, lang: str | None = Query(default=None)) -> HTMLResponse:
+    site = request.app.state.hub.settings.site
+    snapshots = request.app.state.hub.settings.snapshots
+    language = _language(request, lang)
+    fmt = Formatter(language)
+    reviewed = ""
+    if site.accessibility_reviewed is not None:
+        reviewed = fill(fmt.t["a11y_reviewed"], date=fmt.date(site.accessibility_reviewed))
+    context = {
+        "contact": site.contact,
+        "a11y_contact": site.accessibility_contact or site.contact,
+        "operator": site.operator.get(language) or next(iter(site.operator.values()), ""),
+        "reviewed": reviewed,
+        "keep_history": snapshots.history,
+        "retention": fmt.duration(snapshots.retention_h * 3600),
+        "stale_after": [
+            (fmt.t[f"kind_{kind}"], fmt.duration(seconds))
+            for kind, seconds in sorted(
+                {(f.kind.value, f.stale_after) for f in request.app.state.hub.settings.facilities}
+            )
+        ],
+    }
+    return _render(request, "about.html", fmt, context)

@@ -13,6 +13,7 @@ from typing import Any
 
 from hub.config import WEEKDAYS, Facility, parse_hours
 from ruuhka.contract import (
+    MAX_COUNT,
     CountPayload,
     FacilityState,
     Quality,
@@ -33,14 +34,18 @@ class Tracker:
     counters: dict[str, tuple[int, int]] = field(default_factory=dict)
     headcounts: dict[str, int] = field(default_factory=dict)
     sticky: list[str] = field(default_factory=list)
+    # Newest seq folded in, per device; kept by an owner replica, which derives
+    # from its own stream and must skip what it already applied (hub/replicas.py).
+    seqs: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "day": self.day,
             "net": self.net,
             "counters": {k: list(v) for k, v in self.counters.items()},
-            "headcounts": self.headcounts,
-            "sticky": self.sticky,
+            "headcounts": dict(self.headcounts),
+            "sticky": list(self.sticky),
+            "seqs": dict(self.seqs),
         }
 
     @classmethod
@@ -51,6 +56,7 @@ class Tracker:
             counters={k: (int(v[0]), int(v[1])) for k, v in data.get("counters", {}).items()},
             headcounts={k: int(v) for k, v in data.get("headcounts", {}).items()},
             sticky=[str(q) for q in data.get("sticky", [])],
+            seqs={k: int(v) for k, v in data.get("seqs", {}).items()},
         )
 
 
@@ -85,8 +91,11 @@ class FacilityDeriver:
             self.state.ice_temp_c = reading.ice_temp_c
             self.state.air_temp_c = reading.air_temp_c
         elif isinstance(reading, SnapshotPayload):
+            # A camera that failed closed says why and counts nobody: unknown, not 0.
+            self.state.camera_status = reading.status
             self.state.people = reading.people
-            self.state.snapshot_at = when
+            if reading.jpeg_b64 is not None:
+                self.state.snapshot_at = when
         else:
             return False
         if self.state.updated_at is None or when > self.state.updated_at:
@@ -121,9 +130,14 @@ class FacilityDeriver:
         if tracker.net < 0 and not tracker.headcounts:
             tracker.net = 0
             self._flag(Quality.CLAMPED)
+        if abs(tracker.net) > MAX_COUNT:
+            # Only a broken or hostile counter gets here (e.g. one that "restarts" at
+            # huge values again and again); the figures must stay storable.
+            tracker.net = max(-MAX_COUNT, min(MAX_COUNT, tracker.net))
+            self._flag(Quality.CLAMPED)
         total = tracker.net + sum(tracker.headcounts.values())
-        if total < 0:
-            total = 0
+        if total < 0 or total > MAX_COUNT:
+            total = max(0, min(MAX_COUNT, total))
             self._flag(Quality.CLAMPED)
         self.state.occupancy = total
 

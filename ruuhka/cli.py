@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 from ruuhka import __version__
+from ruuhka.broker_access import add_cli as add_device_cli
+from ruuhka.secret_hygiene import protect
 from ruuhka.settings import ConfigError, load_settings
 
 
@@ -20,12 +22,16 @@ def _hub(args: argparse.Namespace) -> int:
     from hub.config import HubSettings
 
     settings = load_settings(HubSettings, args.config)
+    protect(args.config, settings)
     uvicorn.run(
         create_app(settings),
         host=settings.http.host,
         port=settings.http.port,
         log_level="info" if args.verbose else "warning",
         ws_max_size=64 * 1024,
+        # A live update is rendered once for all clients; per-message deflate would
+        # compress it again for every browser (CPU per client per message).
+        ws_per_message_deflate=False,
     )
     return 0
 
@@ -45,8 +51,9 @@ def _edge(args: argparse.Namespace) -> int:
 
     settings = load_settings(EdgeSettings, args.config)
     if args.check:
-        print(f"{args.config}: valid; device {settings.device_id}, {len(settings.sources)} sources")
-        return 0
+        from edge.check import run_check
+
+        return run_check(settings, args.config)
     agent = Agent(settings)
     thread = threading.Thread(target=agent.run, name="agent")
     stop = threading.Event()
@@ -57,15 +64,34 @@ def _edge(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from edge.simulate import agents_for, run
+    from edge.config import ReconnectSettings
+    from edge.simulate import Faults, agents_for, backfill, run
     from hub.config import HubSettings
     from ruuhka.settings import MqttSettings
 
     hub = load_settings(HubSettings, args.config)
     mqtt = MqttSettings(url=args.broker, protocol=args.protocol) if args.broker else hub.mqtt
-    agents = agents_for(hub, mqtt, args.state_dir, args.interval, always_open=args.always_open)
+    agents = agents_for(
+        hub,
+        mqtt,
+        args.state_dir,
+        args.interval,
+        always_open=args.always_open,
+        reconnect=ReconnectSettings(min_s=args.reconnect_min, max_s=args.reconnect_max),
+    )
+    if args.backlog_hours:
+        for agent in agents:
+            count = backfill(agent, args.backlog_hours)
+            print(f"{agent.settings.device_id}: {count} readings of backlog", flush=True)
+    faults = Faults(
+        counter_reset_every_s=args.counter_reset_every,
+        clock_jump_s=args.clock_jump or 0.0,
+        clock_jump_after_s=args.clock_jump_after,
+        outage_every_s=args.outage_every,
+        outage_for_s=args.outage_for,
+    )
     stop = threading.Event()
-    thread = threading.Thread(target=run, args=(agents, stop), name="simulate")
+    thread = threading.Thread(target=run, args=(agents, stop, faults), name="simulate")
     _run_until_signal(thread, stop)
     stop.set()
     thread.join(timeout=15)
@@ -96,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("edge", help="run the on-site agent")
     p.add_argument("--config", type=Path, required=True, help="edge TOML file")
-    p.add_argument("--check", action="store_true", help="validate the config and exit")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config, probe the broker and each source once, print what was read",
+    )
     p.set_defaults(func=_edge)
 
     p = sub.add_parser("simulate", help="simulated devices for a hub config's sources")
@@ -106,7 +136,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-dir", type=Path, default=Path(".simulate"))
     p.add_argument("--interval", type=float, default=None, help="seconds between readings")
     p.add_argument("--always-open", action=argparse.BooleanOptionalAction, default=True)
+    faults = p.add_argument_group("faults, on request")
+    faults.add_argument(
+        "--counter-reset-every", type=float, metavar="S", help="counters restart from zero"
+    )
+    faults.add_argument("--clock-jump", type=float, metavar="S", help="device clocks jump by S")
+    faults.add_argument(
+        "--clock-jump-after", type=float, default=60.0, metavar="S", help="... after S seconds"
+    )
+    faults.add_argument("--outage-every", type=float, metavar="S", help="network outages")
+    faults.add_argument(
+        "--outage-for", type=float, default=60.0, metavar="S", help="... lasting S seconds"
+    )
+    faults.add_argument(
+        "--backlog-hours",
+        type=float,
+        metavar="H",
+        help="start with H hours of readings in each outbox, as after an outage",
+    )
+    faults.add_argument("--reconnect-min", type=float, default=1.0, metavar="S")
+    faults.add_argument("--reconnect-max", type=float, default=60.0, metavar="S")
     p.set_defaults(func=_simulate)
+
+    add_device_cli(sub)
+
+    from hub.crew.cli import configure_parser as crew_parser
+
+    crew_parser(sub.add_parser("crew", help="maintenance crew accounts and API tokens"))
 
     args = parser.parse_args(argv)
     logging.basicConfig(

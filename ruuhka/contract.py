@@ -7,6 +7,8 @@ the hub both import this module, so the two sides cannot drift apart.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,7 +19,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
     TypeAdapter,
     model_validator,
 )
@@ -33,6 +34,10 @@ _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 DeviceId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
 SourceName = Annotated[str, Field(pattern=NAME_PATTERN)]
 Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+# Counts fit in a float without loss (JavaScript's safe integers), and sums of
+# them fit in a 64-bit column: 2**70 entries is not a reading but an attack.
+MAX_COUNT = 2**53 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class Stream(StrEnum):
@@ -47,7 +52,8 @@ class _Payload(BaseModel):
     """Common to every stream: the device's sequence number and clock."""
 
     # Strict: "5" or true is not a count, whatever lax parsing would make of it.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # NaN, Infinity and 1e400 are not numbers JSON allows, nor readings.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     seq: Seq = Field(description="Strictly increasing per device, kept across restarts.")
     ts: AwareDatetime = Field(description="Device clock, RFC 3339 UTC.")
@@ -56,19 +62,24 @@ class _Payload(BaseModel):
         description="False when the device knows its clock is not set (no RTC, no NTP yet); "
         "the hub then uses its own receive time.",
     )
+    device: DeviceId | None = Field(
+        default=None,
+        description="Optional: the device id the sender claims. If given it must be the "
+        "topic's, or the hub drops the payload (device_mismatch).",
+    )
 
 
 class CountPayload(_Payload):
     """A gate counter, turnstile or light barrier, or a headcount from ticketing."""
 
     counter: SourceName
-    entries: NonNegativeInt | None = Field(
+    entries: Count | None = Field(
         default=None, description="Cumulative since the counter's last reset."
     )
-    exits: NonNegativeInt | None = Field(
+    exits: Count | None = Field(
         default=None, description="Cumulative since the counter's last reset."
     )
-    occupancy: NonNegativeInt | None = Field(
+    occupancy: Count | None = Field(
         default=None, description="A headcount, e.g. from ticket sales and access control."
     )
 
@@ -90,15 +101,52 @@ class RinkPayload(_Payload):
     air_temp_c: float | None = Field(default=None, ge=-60, le=60)
 
 
+class CameraStatus(StrEnum):
+    """Why a camera published a picture, or why it failed closed and did not."""
+
+    OK = "ok"
+    DARK = "dark"
+    LIGHT_CHANGE = "light_change"
+    CALIBRATING = "calibrating"
+    IMPLAUSIBLE_MASK = "implausible_mask"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    NO_FRAME = "no_frame"
+
+
 class SnapshotPayload(_Payload):
-    """An anonymised camera picture: never a raw frame (see the privacy rule)."""
+    """An anonymised camera picture: never a raw frame (see the privacy rule).
+
+    A camera that failed closed sends its ``status`` without a picture or count."""
 
     camera: SourceName
-    people: NonNegativeInt = Field(description="People counted in the frame.")
+    people: Count | None = Field(default=None, description="People counted in the frame.")
     width: int | None = Field(default=None, ge=1, le=960)
     height: int | None = Field(default=None, ge=1, le=4096)
     jpeg_b64: str | None = Field(default=None, description="The anonymised JPEG, base64.")
     anonymiser: str | None = Field(default=None, description="How it was anonymised.")
+    status: CameraStatus = Field(default=CameraStatus.OK, description="ok, or why no picture.")
+    spots_in_use: Count | None = Field(default=None, description="Washing spots in use.")
+    spots: Count | None = Field(default=None, description="Washing spots watched.")
+
+    @model_validator(mode="after")
+    def _picture_only_when_ok(self) -> SnapshotPayload:
+        if self.status is not CameraStatus.OK and (
+            self.jpeg_b64 is not None or self.people is not None
+        ):
+            raise ValueError(f"status {self.status.value}: no picture and no count")
+        if self.status is CameraStatus.OK and self.people is None:
+            raise ValueError("status ok needs people")
+        if self.jpeg_b64 is not None:
+            if self.width is None or self.height is None:
+                raise ValueError("a picture needs width and height")
+            try:
+                head = base64.b64decode(self.jpeg_b64[:8], validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("jpeg_b64 is not base64") from None
+            if not head.startswith(b"\xff\xd8\xff"):
+                raise ValueError("jpeg_b64 is not a JPEG")
+        return self
 
 
 class StatusPayload(_Payload):
@@ -110,8 +158,8 @@ class StatusPayload(_Payload):
 class HeartbeatPayload(_Payload):
     agent_version: str | None = Field(default=None, max_length=64)
     uptime_s: float | None = Field(default=None, ge=0)
-    outbox_depth: NonNegativeInt | None = None
-    dropped: NonNegativeInt | None = None
+    outbox_depth: Count | None = None
+    dropped: Count | None = None
     disk_free_mb: float | None = Field(default=None, ge=0)
     cpu_temp_c: float | None = None
 
@@ -150,7 +198,10 @@ class FacilityState(BaseModel):
     ice_temp_c: float | None = None
     air_temp_c: float | None = None
     people: int | None = None
-    snapshot_at: AwareDatetime | None = None
+    snapshot_at: AwareDatetime | None = Field(
+        default=None, description="When the latest anonymised picture was taken."
+    )
+    camera_status: CameraStatus | None = None
 
 
 class TopicError(ValueError):

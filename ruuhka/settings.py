@@ -41,6 +41,9 @@ class MqttSettings(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("must look like mqtt://host:1883 or mqtts://host:8883")
+        if parts.username is not None or parts.password is not None:
+            # A URL is logged and shown; credentials in it would be too.
+            raise ValueError("give credentials as username and password, not in the URL")
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as exc:

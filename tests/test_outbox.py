@@ -15,6 +15,7 @@ import pytest
 
 from edge.outbox import Outbox
 from ruuhka.contract import CountPayload, RinkPayload, Stream, parse_payload, parse_topic
+from tests.conftest import wait_for
 
 DEVICE = "test-gate"
 
@@ -70,7 +71,7 @@ def test_seq_survives_reopening_after_allocate_and_delete(path: Path) -> None:
     second = Outbox(path, DEVICE)
     assert second.allocate_seq() == 3
     # Even with everything published and deleted, seq does not go back.
-    second.delete(seqs(second))
+    second.ack(seqs(second))
     assert second.depth() == 0
     second.close()
 
@@ -122,38 +123,103 @@ def test_after_returns_oldest_first_from_the_cursor(box: Outbox) -> None:
 def test_delete_removes_only_the_given_seqs(box: Outbox) -> None:
     for i in range(5):
         box.put(Stream.COUNT, count(i))
-    box.delete([0, 2])
+    box.ack([0, 2])
     assert seqs(box) == [1, 3, 4]
     assert box.depth() == 3
-    box.delete([])
+    box.ack([])
     assert box.depth() == 3
-    box.delete([1, 3, 4])
+    box.ack([1, 3, 4])
     assert box.depth() == 0
     assert box.after(-1, 10) == []
 
 
-def test_full_outbox_drops_the_oldest(path: Path) -> None:
-    box = Outbox(path, DEVICE, max_rows=5)
+def entries_of(box: Outbox) -> list[int]:
+    out = []
+    for item in box.after(-1, 100_000):
+        reading = parse_payload(Stream.COUNT, item.payload)
+        assert isinstance(reading, CountPayload) and reading.entries is not None
+        out.append(reading.entries)
+    return out
+
+
+def test_full_outbox_thins_the_oldest_half_and_keeps_the_newest(path: Path) -> None:
+    box = Outbox(path, DEVICE, max_rows=8)
     for i in range(8):
         box.put(Stream.COUNT, count(i))
-    assert box.depth() == 5
-    assert seqs(box) == [3, 4, 5, 6, 7]
-    assert box.dropped() == 3
-    # The newest reading is really the newest one written.
-    newest = parse_payload(Stream.COUNT, box.after(6, 1)[0].payload)
-    assert isinstance(newest, CountPayload)
-    assert newest.entries == 7
+    assert box.dropped() == 0
+    box.put(Stream.COUNT, count(8))
+    # 9 > 8: every other of the oldest half (0..3) goes; the newer half stays whole.
+    assert entries_of(box) == [0, 2, 4, 5, 6, 7, 8]
+    assert box.depth() == 7
+    assert box.dropped() == 2
 
-    # One batch larger than the limit keeps the newest of the batch.
-    assert box.put_many([(Stream.COUNT, count(100 + i)) for i in range(7)]) == list(range(8, 15))
-    assert seqs(box) == [10, 11, 12, 13, 14]
-    assert box.dropped() == 3 + 7
+    for i in range(9, 40):
+        box.put(Stream.COUNT, count(i))
+        assert box.depth() <= 8
+        assert entries_of(box)[-1] == i  # the newest is always there
+    kept = entries_of(box)
+    assert kept == sorted(kept)
+    # The recent past is complete, the distant past sparse.
+    assert kept[-4:] == [36, 37, 38, 39]
+    assert kept[0] < 20
+    assert box.dropped() == 40 - len(kept)
     box.close()
 
-    # The dropped count is kept across restarts.
-    again = Outbox(path, DEVICE, max_rows=5)
-    assert again.dropped() == 10
-    assert again.put(Stream.COUNT, count(0)) == 15
+    # The dropped count is kept across restarts, and so is seq.
+    again = Outbox(path, DEVICE, max_rows=8)
+    assert again.dropped() == 40 - len(kept)
+    assert again.put(Stream.COUNT, count(0)) == 40
+    again.close()
+
+
+def test_one_batch_larger_than_the_outbox_keeps_its_newest(path: Path) -> None:
+    box = Outbox(path, DEVICE, max_rows=5)
+    assert box.put_many([(Stream.COUNT, count(i)) for i in range(12)]) == list(range(12))
+    assert box.depth() == 5
+    assert entries_of(box)[-2:] == [10, 11]
+    assert box.dropped() == 7
+    tiny = Outbox(path.with_name("tiny.db"), DEVICE, max_rows=1)
+    tiny.put_many([(Stream.COUNT, count(i)) for i in range(3)])
+    assert entries_of(tiny) == [2]
+    assert tiny.dropped() == 2
+    box.close()
+    tiny.close()
+
+
+def test_commits_are_grouped_but_the_first_after_a_pause_is_immediate(path: Path) -> None:
+    box = Outbox(path, DEVICE, commit_interval_s=0.5, delete_delay_s=60)
+    commits = []
+    box.on_commit = lambda: commits.append(box.committed_seq())
+    box.put(Stream.COUNT, count(0))
+    assert commits == [0] and seqs(box) == [0]
+    box.put(Stream.COUNT, count(1))
+    box.put(Stream.COUNT, count(2))
+    # Waiting in memory: counted, but not visible to the publisher yet.
+    assert seqs(box) == [0] and box.depth() == 3
+    due = box.flush_due_at()
+    assert due is not None
+    wait_for(lambda: box.maybe_flush(), 5, "the grouped commit")
+    assert commits == [0, 2] and seqs(box) == [0, 1, 2]
+    before = box.commits
+    box.ack([0, 1])
+    # A deletion alone waits for the next commit (or delete_delay_s).
+    assert box.commits == before and box.depth() == 1
+    assert seqs(box) == [2]  # acknowledged readings are never handed out again
+    box.close()
+    reopened = Outbox(path, DEVICE)
+    assert seqs(reopened) == [2]  # close() committed the deletions
+    reopened.close()
+
+
+def test_readings_in_memory_at_a_crash_never_reuse_a_published_seq(path: Path) -> None:
+    box = Outbox(path, DEVICE, commit_interval_s=3600)
+    box.put(Stream.COUNT, count(0))  # committed: the first after a pause
+    box.put(Stream.COUNT, count(1))  # in memory only
+    # Simulate the crash: the connection goes away without close().
+    box._db.close()
+    again = Outbox(path, DEVICE)
+    assert seqs(again) == [0]
+    assert again.put(Stream.COUNT, count(2)) == 1  # seq 1 was never published
     again.close()
 
 
@@ -206,3 +272,21 @@ def test_readings_survive_sigkill_right_after_put(path: Path) -> None:
         assert box.put(Stream.COUNT, count(100)) == 100
     finally:
         box.close()
+
+
+def test_seq_survives_a_crash_after_everything_was_acknowledged(path: Path) -> None:
+    box = Outbox(path, DEVICE, commit_interval_s=0, delete_delay_s=3600)
+    box.put(Stream.COUNT, count(0))
+    box.ack([0])
+    box.put(Stream.COUNT, count(1))  # commits the deletion of 0 with the insertion of 1
+    box.ack([1])
+    box.flush()  # only a deletion: the outbox is empty now
+    assert box.depth() == 0
+    box._db.close()  # a crash: no close()
+    again = Outbox(path, DEVICE)
+    assert again.put(Stream.COUNT, count(2)) == 2
+    again._db.close()
+    third = Outbox(path, DEVICE)
+    assert seqs(third) == [2]
+    assert third.put(Stream.COUNT, count(3)) == 3
+    third.close()

@@ -77,7 +77,16 @@ class Feed:
         return self.deriver.apply(reading, "rink/ice", when, [])
 
     def snapshot(self, people: int, when: datetime) -> bool:
-        reading = SnapshotPayload(seq=self._next(), ts=when, camera="yard", people=people)
+        # "/9j/4AAQ" is the base64 of a JPEG's first bytes: a picture, so snapshot_at moves.
+        reading = SnapshotPayload(
+            seq=self._next(),
+            ts=when,
+            camera="yard",
+            people=people,
+            jpeg_b64="/9j/4AAQ",
+            width=8,
+            height=8,
+        )
         return self.deriver.apply(reading, "cam/yard", when, [])
 
 

@@ -1,19 +1,43 @@
-"""Language choice and the translation catalogs (one JSON file per language)."""
+"""Language choice, the translation catalogs and locale formatting.
+
+Every user-visible string lives in ``translations/{lang}.json``; sentences with
+values in them are templates with ``{name}`` slots, filled by ``fill`` here and
+by the same rule in ``static/live.js``, so the server-rendered page and the live
+updates read alike. Numbers and times go through Babel (CLDR), as the browser's
+``Intl`` does on the client.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import date, datetime, time, timedelta
 from functools import cache
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import format_date, format_time, format_timedelta
+from babel.numbers import format_decimal, format_percent
 
 from web import WEB_DIR
 
 LANGUAGES = ("fi", "sv", "en")
+# The locale each language is formatted in; the same tags go to the browser's Intl.
+LOCALES = {"fi": "fi-FI", "sv": "sv-FI", "en": "en-GB"}
+SITE_ZONE = ZoneInfo("Europe/Helsinki")
+_SLOT = re.compile(r"\{(\w+)\}")
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 @cache
 def catalog(lang: str) -> dict[str, str]:
     path = WEB_DIR / "translations" / f"{lang}.json"
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def fill(template: str, **values: object) -> str:
+    """Put values into a catalog template's ``{name}`` slots (unknown slots stay)."""
+    return _SLOT.sub(lambda m: str(values.get(m.group(1), m.group(0))), template)
 
 
 def negotiate(query_lang: str | None, accept_language: str | None, default: str) -> str:
@@ -33,3 +57,76 @@ def negotiate(query_lang: str | None, accept_language: str | None, default: str)
         if primary in LANGUAGES and weight > 0:
             choices.append((-weight, index, primary))
     return min(choices)[2] if choices else default
+
+
+def age_unit(seconds: float) -> tuple[int, str] | None:
+    """How an age is said: None for "just now", else (amount, unit).
+
+    The client's ``ageText`` in live.js follows the same steps."""
+    if seconds < 10:
+        return None
+    if seconds < 60:
+        return int(seconds), "second"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return minutes, "minute"
+    hours = minutes // 60
+    if hours < 48:
+        return hours, "hour"
+    return hours // 24, "day"
+
+
+class Formatter:
+    """Numbers, times and ages in one language's locale."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+        self.t = catalog(lang)
+        self.locale = Locale.parse(LOCALES[lang], sep="-")
+
+    def number(self, value: float, digits: int = 0) -> str:
+        pattern = "#,##0" + ("." + "#" * digits if digits else "")
+        return format_decimal(round(value, digits), format=pattern, locale=self.locale)
+
+    def percent(self, pct: float) -> str:
+        return format_percent(round(pct) / 100, locale=self.locale)
+
+    def clock(self, value: datetime | time, zone: ZoneInfo = SITE_ZONE) -> str:
+        """A time of day, short form ("6.30" in Finnish, "06:30" in English)."""
+        if isinstance(value, datetime):
+            value = value.astimezone(zone).time()
+        return format_time(value, "short", locale=self.locale)
+
+    def span(self, start: datetime | time, end: datetime | time, zone: ZoneInfo = SITE_ZONE) -> str:
+        return f"{self.clock(start, zone)}–{self.clock(end, zone)}"
+
+    def standalone_weekday(self, when: datetime) -> str:
+        """ "maanantai", "måndag", "Monday": the weekday as a word on its own."""
+        return format_date(when, "cccc", locale=self.locale)
+
+    def date(self, value: date) -> str:
+        return format_date(value, "long", locale=self.locale)
+
+    def age(self, seconds: float | None) -> str:
+        """ "updated 3 minutes ago"; "no data yet" when nothing was ever measured."""
+        if seconds is None:
+            return self.t["no_data"]
+        unit = age_unit(seconds)
+        if unit is None:
+            return self.t["just_now"]
+        amount, name = unit
+        ago = format_timedelta(
+            timedelta(seconds=-amount * UNIT_SECONDS[name]),
+            granularity=name,
+            threshold=10**6,
+            add_direction=True,
+            locale=self.locale,
+        )
+        return fill(self.t["updated_ago"], ago=ago)
+
+    def duration(self, seconds: float) -> str:
+        """ "15 minutes", "6 hours": a length of time, rounded to its largest unit."""
+        return format_timedelta(timedelta(seconds=seconds), locale=self.locale)
+
+    def temperature(self, celsius: float) -> str:
+        return f"{self.number(celsius, 1)} °C"

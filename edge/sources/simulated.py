@@ -2,7 +2,17 @@
 
 Occupancy follows the typical weekday and hour-of-day curves in
 ``edge.profiles`` (fitted on real pool and ice-rink data), with noise; a gate
-counter reports cumulative entries and exits, as a turnstile does.
+counter reports cumulative entries and exits, as a turnstile does, and can be
+told to restart from zero (``reset()``), as a counter does after a power cut.
+
+Sample configuration::
+
+    [[sources]]
+    type = "simulated_gate"
+    counter = "main"
+    kind = "swimming_hall"       # the profile to follow: swimming_hall, ice_rink, carpet_washing
+    capacity = 300
+    interval_s = 5
 """
 
 from __future__ import annotations
@@ -12,20 +22,18 @@ import random
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt
 
 from edge.profiles import typical_fraction
-from edge.sources import Readings
+from edge.sources import Readings, SourceConfigBase
 from ruuhka.contract import SourceName, Stream
 
 
-class SimulatedGateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SimulatedGateConfig(SourceConfigBase):
     type: Literal["simulated_gate"] = "simulated_gate"
     counter: SourceName = "main"
     kind: str = "swimming_hall"
     capacity: PositiveInt = 300
-    interval_s: float = Field(default=5.0, gt=0)
     mean_stay_min: float = Field(default=75.0, gt=0)
     always_open: bool = Field(
         default=False, description="Keep a floor of visitors at night, so a demo shows motion."
@@ -35,15 +43,13 @@ class SimulatedGateConfig(BaseModel):
     )
 
 
-class SimulatedRinkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SimulatedRinkConfig(SourceConfigBase):
     type: Literal["simulated_rink"] = "simulated_rink"
     sensor: SourceName = "ice"
     interval_s: float = Field(default=30.0, gt=0)
 
 
-class SimulatedCameraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SimulatedCameraConfig(SourceConfigBase):
     type: Literal["simulated_camera"] = "simulated_camera"
     camera: SourceName = "yard"
     kind: str = "carpet_washing"
@@ -77,13 +83,15 @@ class SimulatedGate:
         self.config = config
         self.name = config.counter
         self.interval_s = config.interval_s
+        self.max_backoff_s = config.max_backoff_s
         self.rng = random.Random(seed)
         self.entries = 0
         self.exits = 0
+        self.inside = 0
 
-    @property
-    def inside(self) -> int:
-        return self.entries - self.exits
+    def reset(self) -> None:
+        """The counter restarts from zero; the people inside stay inside."""
+        self.entries = self.exits = 0
 
     def read(self, now: datetime) -> Readings:
         c = self.config
@@ -98,13 +106,18 @@ class SimulatedGate:
             arriving += _poisson(self.rng, gap * dt_min / 3)
         else:
             leaving += _poisson(self.rng, -gap * dt_min / 3)
+        leaving = min(leaving, self.inside + arriving)
         self.entries += arriving
-        self.exits += min(leaving, self.inside + arriving)
+        self.exits += leaving
+        self.inside += arriving - leaving
         if c.occupancy_mode:
             return [(Stream.COUNT, {"counter": self.name, "occupancy": self.inside})]
         return [
             (Stream.COUNT, {"counter": self.name, "entries": self.entries, "exits": self.exits})
         ]
+
+    def close(self) -> None:
+        pass
 
 
 class SimulatedRink:
@@ -112,6 +125,7 @@ class SimulatedRink:
         self.config = config
         self.name = config.sensor
         self.interval_s = config.interval_s
+        self.max_backoff_s = config.max_backoff_s
         self.rng = random.Random(seed)
 
     def read(self, now: datetime) -> Readings:
@@ -125,6 +139,9 @@ class SimulatedRink:
             )
         ]
 
+    def close(self) -> None:
+        pass
+
 
 class SimulatedCamera:
     """People counted on an anonymised picture; no image, since nothing is filmed."""
@@ -133,6 +150,7 @@ class SimulatedCamera:
         self.config = config
         self.name = config.camera
         self.interval_s = config.interval_s
+        self.max_backoff_s = config.max_backoff_s
         self.rng = random.Random(seed)
 
     def read(self, now: datetime) -> Readings:
@@ -142,3 +160,6 @@ class SimulatedCamera:
         return [
             (Stream.SNAPSHOT, {"camera": self.name, "people": people, "anonymiser": "simulated"})
         ]
+
+    def close(self) -> None:
+        pass

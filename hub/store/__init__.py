@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hub.config import StoreSettings
 from hub.state import Tracker
 from ruuhka.contract import FacilityState
 
@@ -96,15 +97,26 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def stats(self) -> dict[str, float]:
+        """Counters the store keeps itself (e.g. write retries), for ``/metrics``."""
+        return {}
+
 
 class StoreURLError(ValueError):
     pass
 
 
-def open_store(url: str) -> Store:
-    """Open the store named by a URL (``sqlite:///path.db``)."""
+def open_store(url: str, settings: StoreSettings | None = None) -> Store:
+    """Open the store named by a URL (``sqlite:///path.db``, ``influxdb://…``);
+    ``settings`` carries credentials that are better kept out of the URL."""
     if url.startswith("sqlite://"):
         from hub.store.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
-    raise StoreURLError(f"unsupported store URL {url!r}; use sqlite:///path/to/ruuhka.db")
+    if url.startswith(("influxdb://", "influxdbs://")):
+        from hub.store.influx import InfluxStore
+
+        return InfluxStore.from_url(url, settings)
+    raise StoreURLError(
+        f"unsupported store URL {url!r}; use sqlite:///path/to/ruuhka.db or influxdb://…"
+    )

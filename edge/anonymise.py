@@ -1,0 +1,394 @@
+"""The anonymiser: a camera frame in, a publishable people-free picture (or nothing) out.
+
+Every person is hidden under the union of independent signals: the person
+detector, the face detector, the moving foreground (MOG2 background
+subtraction) and fixed privacy polygons. Each signal is dilated by a margin and
+held for ``hold_s`` after it was last seen, so a person who stops moving or is
+missed for a frame stays hidden.
+
+It fails closed: on an exception, a timeout, darkness, a sudden global change
+(an IR switch at dusk), a background still learning or an implausibly large
+mask, :meth:`Anonymiser.process` returns an :class:`Outcome` without an image
+and says why. The only bytes that ever leave this module are made by
+:func:`_encode` from a canvas that was built from the learned background or from
+the frame with the mask already applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge.camera_config import AnonymiserConfig, Mode
+from ruuhka.contract import CameraStatus
+
+log = logging.getLogger("ruuhka.anonymise")
+
+_GREY = (128, 128, 128)
+_MARKER = (40, 90, 230)
+_ANALYSIS_SIDE = 160
+
+
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Outcome:
+    """What one frame produced. ``jpeg`` is set only when ``status`` is OK."""
+
+    status: CameraStatus
+    mode: Mode
+    jpeg: bytes | None = None
+    width: int | None = None
+    height: int | None = None
+    people: int | None = None
+    spots_in_use: int | None = None
+    detail: str = ""
+    masked_fraction: float | None = None
+    elapsed_s: float = 0.0
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is CameraStatus.OK and self.jpeg is not None
+
+
+class FailClosed(Exception):
+    """A condition under which nothing may be published."""
+
+    def __init__(self, status: CameraStatus, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+def polygon_mask(shape: tuple[int, int], polygons: list[list[tuple[float, float]]]) -> np.ndarray:
+    """Polygons given as fractions of width and height, rasterised at ``shape``."""
+    height, width = shape
+    mask = np.zeros((height, width), np.uint8)
+    for polygon in polygons:
+        points = np.array([[x * width, y * height] for x, y in polygon], np.int32)
+        cv2.fillPoly(mask, [points], 1)
+    return mask.astype(bool)
+
+
+def count_people(boxes: np.ndarray, threshold: float, overlap: float = 0.45) -> np.ndarray:
+    """Distinct people: boxes above ``threshold`` after non-maximum suppression."""
+    strong = boxes[boxes[:, 4] >= threshold]
+    if strong.size == 0:
+        return strong
+    rects = [
+        [float(x0), float(y0), float(x1 - x0), float(y1 - y0)] for x0, y0, x1, y1 in strong[:, :4]
+    ]
+    keep = cv2.dnn.NMSBoxes(rects, strong[:, 4].tolist(), threshold, overlap)
+    return strong[np.array(keep, int).reshape(-1)]
+
+
+def _encode(canvas: np.ndarray, max_width: int, quality: int) -> tuple[bytes, int, int]:
+    """Downscale and encode; OpenCV writes a bare JFIF, so no metadata survives."""
+    height, width = canvas.shape[:2]
+    if width > max_width:
+        height = max(1, round(height * max_width / width))
+        width = max_width
+        canvas = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise FailClosed(CameraStatus.ERROR, "JPEG encoding failed")
+    return data.tobytes(), width, height
+
+
+class Anonymiser:
+    """Keeps the per-camera state (background, hold timers) across frames."""
+
+    def __init__(
+        self,
+        config: AnonymiserConfig,
+        persons: Detector | None = None,
+        faces: Detector | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        if persons is None and config.person_detector:
+            from edge.detectors import PersonDetector
+
+            persons = PersonDetector(
+                threshold=config.person_threshold,
+                tile_threshold=config.tile_threshold,
+                tile_sides=tuple(config.tile_sides),
+            )
+        if faces is None and config.face_detector:
+            from edge.detectors import FaceDetector
+
+            faces = FaceDetector(threshold=config.face_threshold)
+        self.persons = persons
+        self.faces = faces
+        self._shape: tuple[int, int] | None = None
+        # For evaluation only, never published: what was hidden (pixelate, fill)
+        # or drawn rather than learned (background) in the latest frame.
+        self.last_mask: np.ndarray | None = None
+        self.last_drawn: np.ndarray | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything learned: after a global change the old model lies."""
+        self._shape = None
+        self._last_seen: np.ndarray | None = None
+        self._last_frame: np.ndarray | None = None
+        self._background: np.ndarray | None = None
+        self._seen: np.ndarray | None = None
+        self._previous: np.ndarray | None = None
+        self._frames = 0
+        self._subtractor = cv2.createBackgroundSubtractorMOG2(
+            history=self.config.foreground_history, varThreshold=16, detectShadows=False
+        )
+
+    # -- the one entry point -------------------------------------------------
+
+    def process(self, frame: np.ndarray | None) -> Outcome:
+        """Anonymise one frame; never raises, never returns an unmasked image."""
+        started = self.clock()
+        try:
+            if frame is None:
+                raise FailClosed(CameraStatus.NO_FRAME, "no frame from the camera")
+            outcome = self._process(frame)
+        except FailClosed as closed:
+            outcome = Outcome(closed.status, self.config.mode, detail=str(closed))
+        except Exception as exc:
+            log.exception("anonymiser failed; publishing nothing")
+            outcome = Outcome(
+                CameraStatus.ERROR, self.config.mode, detail=f"{type(exc).__name__}: {exc}"[:200]
+            )
+        outcome.elapsed_s = self.clock() - started
+        if outcome.elapsed_s > self.config.timeout_s:
+            outcome = Outcome(
+                CameraStatus.TIMEOUT,
+                self.config.mode,
+                detail=f"took {outcome.elapsed_s:.1f} s > {self.config.timeout_s:g} s",
+                elapsed_s=outcome.elapsed_s,
+            )
+        return outcome
+
+    def still_mask(self, frame: np.ndarray) -> np.ndarray:
+        """What the detectors and polygons hide in a single photograph (no motion,
+        no hold): the part of the pipeline that a still picture can measure."""
+        c = self.config
+        mask = np.zeros(frame.shape[:2], np.uint8)
+        for detector in (self.persons, self.faces):
+            if detector is not None:
+                _fill_boxes(mask, detector.detect(frame), c.margin, c.margin_px)
+        hidden = mask.astype(bool)
+        if c.privacy_polygons:
+            hidden |= polygon_mask(frame.shape[:2], c.privacy_polygons)
+        return hidden
+
+    # -- stages --------------------------------------------------------------
+
+    def _process(self, frame: np.ndarray) -> Outcome:
+        c = self.config
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise FailClosed(CameraStatus.ERROR, f"unexpected frame {frame.shape} {frame.dtype}")
+        height, width = frame.shape[:2]
+        if self._shape != (height, width):
+            self.reset()
+            self._shape = (height, width)
+            self._last_seen = np.full((height, width), -math.inf, np.float64)
+            self._last_frame = np.full((height, width), -(2**30), np.int32)
+        now = self.clock()
+        self._check_light(frame)
+        self._frames += 1
+
+        foreground = self._foreground(frame)
+        persons = self.persons.detect(frame) if self.persons is not None else _no_boxes()
+        faces = self.faces.detect(frame) if self.faces is not None else _no_boxes()
+        fresh = np.zeros((height, width), np.uint8)
+        for boxes in (persons, faces):
+            _fill_boxes(fresh, boxes, c.margin, c.margin_px)
+        if foreground is not None:
+            fresh |= foreground
+        assert self._last_seen is not None and self._last_frame is not None
+        claimed = fresh.astype(bool)
+        self._last_seen[claimed] = now
+        self._last_frame[claimed] = self._frames
+        # Held for hold_s and for hold_frames, so a slow frame cannot end a hold early.
+        mask = ((now - self._last_seen) <= c.hold_s) | (
+            (self._frames - self._last_frame) <= c.hold_frames
+        )
+        if c.privacy_polygons:
+            mask |= polygon_mask((height, width), c.privacy_polygons)
+        self.last_mask = mask
+        fraction = float(mask.mean())
+        if c.mode is Mode.BACKGROUND and (foreground is not None or not c.foreground):
+            # Not while the foreground signal is still warming up: a person in
+            # the very first frame would otherwise be learned as background.
+            self._learn_background(frame, mask)
+        if self._frames <= c.calibration_frames:
+            raise FailClosed(
+                CameraStatus.CALIBRATING,
+                f"learning the background: frame {self._frames} of {c.calibration_frames}",
+            )
+        if fraction > c.max_masked_fraction:
+            raise FailClosed(
+                CameraStatus.IMPLAUSIBLE_MASK,
+                f"{fraction:.0%} of the picture masked (limit {c.max_masked_fraction:.0%})",
+            )
+        counted = count_people(persons, c.count_threshold)
+        if c.mode is Mode.BACKGROUND:
+            canvas = self._background_canvas(counted)
+        else:
+            canvas = _hide(frame, mask, c.mode)
+        jpeg, out_w, out_h = _encode(canvas, c.max_width, c.jpeg_quality)
+        return Outcome(
+            CameraStatus.OK,
+            c.mode,
+            jpeg=jpeg,
+            width=out_w,
+            height=out_h,
+            people=len(counted),
+            spots_in_use=self._spots_in_use(counted, (height, width)),
+            masked_fraction=round(fraction, 4),
+        )
+
+    def _check_light(self, frame: np.ndarray) -> None:
+        """Darkness and sudden global changes (IR switch, a light, a moved camera)."""
+        c = self.config
+        small = cv2.resize(frame, (_ANALYSIS_SIDE, _ANALYSIS_SIDE), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        saturation = float(cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[:, :, 1].mean())
+        previous = self._previous
+        self._previous = np.append(grey.ravel(), saturation)
+        brightness = float(grey.mean())
+        if brightness < c.min_brightness:
+            raise FailClosed(
+                CameraStatus.DARK, f"mean brightness {brightness:.0f} < {c.min_brightness}"
+            )
+        if previous is None:
+            return
+        change = float(np.abs(grey.ravel() - previous[:-1]).mean())
+        colour_jump = abs(saturation - float(previous[-1]))
+        if change > c.max_global_change or colour_jump > c.max_colour_change:
+            self.reset()
+            self._shape = frame.shape[:2]
+            self._last_seen = np.full(frame.shape[:2], -math.inf, np.float64)
+            self._last_frame = np.full(frame.shape[:2], -(2**30), np.int32)
+            self._previous = np.append(grey.ravel(), saturation)
+            raise FailClosed(
+                CameraStatus.LIGHT_CHANGE,
+                f"the whole picture changed (mean {change:.0f}, colour {colour_jump:.0f}); "
+                "learning again",
+            )
+
+    def _foreground(self, frame: np.ndarray) -> np.ndarray | None:
+        """Moving pixels, cleaned of specks and dilated by the margin."""
+        if not self.config.foreground:
+            return None
+        # MOG2's own rate (1/frames seen) while calibrating, then slow, so that a
+        # person who stops keeps counting as foreground for minutes.
+        learning = -1.0 if self._frames <= self.config.calibration_frames else None
+        raw = self._subtractor.apply(
+            frame, learningRate=learning if learning is not None else self.config.foreground_rate
+        )
+        if self._frames <= 1:
+            # MOG2 calls everything foreground in its first frame: no signal yet.
+            return None
+        moving = (raw > 0).astype(np.uint8)
+        moving = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        radius = self.config.foreground_margin_px
+        if radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            moving = cv2.dilate(moving, kernel)
+        return moving
+
+    def _learn_background(self, frame: np.ndarray, mask: np.ndarray) -> None:
+        """A running average of the pixels that no signal claims, and how often
+        each was seen; pixels under the mask keep what they had."""
+        if self._background is None:
+            self._background = frame.astype(np.float32)
+            self._seen = np.zeros(frame.shape[:2], np.uint16)
+            self._background[mask] = _GREY
+        assert self._seen is not None
+        free = ~mask
+        rate = self.config.background_rate
+        # A plain mean of the first samples, then an exponential average.
+        weight = np.maximum(rate, 1.0 / (self._seen[free].astype(np.float32) + 1.0))[:, None]
+        self._background[free] += weight * (frame[free] - self._background[free])
+        self._seen[free] = np.minimum(self._seen[free] + 1, 60000)
+
+    def _background_canvas(self, counted: np.ndarray) -> np.ndarray:
+        if self._background is None or self._seen is None:
+            raise FailClosed(CameraStatus.CALIBRATING, "no background learned yet")
+        canvas = self._background.astype(np.uint8)
+        unseen = self._seen < self.config.min_seen
+        canvas[unseen] = _GREY
+        markers = np.zeros(canvas.shape[:2], np.uint8)
+        for x0, y0, x1, y1, _ in counted:
+            centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
+            axes = (max(2, round((x1 - x0) / 2)), max(2, round((y1 - y0) / 2)))
+            cv2.ellipse(canvas, centre, axes, 0, 0, 360, _MARKER, -1)
+            cv2.ellipse(canvas, centre, axes, 0, 0, 360, (255, 255, 255), 2)
+            cv2.ellipse(markers, centre, axes, 0, 0, 360, 1, -1)
+            cv2.ellipse(markers, centre, axes, 0, 0, 360, 1, 2)
+        self.last_drawn = unseen | markers.astype(bool)
+        return canvas
+
+    def _spots_in_use(self, counted: np.ndarray, shape: tuple[int, int]) -> int | None:
+        spots = self.config.spots
+        if not spots:
+            return None
+        height, width = shape
+        used = 0
+        for spot in spots:
+            outline = np.array([[x * width, y * height] for x, y in spot.polygon], np.float32)
+            for x0, _y0, x1, y1, _ in counted:
+                foot = (float((x0 + x1) / 2), float(y1) - 1.0)
+                if cv2.pointPolygonTest(outline, foot, False) >= 0:
+                    used += 1
+                    break
+        return used
+
+
+def _no_boxes() -> np.ndarray:
+    return np.zeros((0, 5), np.float32)
+
+
+def _fill_boxes(mask: np.ndarray, boxes: np.ndarray, margin: float, margin_px: int) -> None:
+    for x0, y0, x1, y1, _ in boxes:
+        mx = margin * (x1 - x0) + margin_px
+        my = margin * (y1 - y0) + margin_px
+        cv2.rectangle(
+            mask,
+            (math.floor(x0 - mx), math.floor(y0 - my)),
+            (math.ceil(x1 + mx), math.ceil(y1 + my)),
+            1,
+            -1,
+        )
+
+
+def _hide(frame: np.ndarray, mask: np.ndarray, mode: Mode) -> np.ndarray:
+    """The frame with every masked region replaced irreversibly.
+
+    ``pixelate``: each connected region becomes one block of its mean colour (a
+    block the size of the whole body or face), then the seams are blurred.
+    ``fill``: solid grey."""
+    canvas = frame.copy()
+    if not mask.any():
+        return canvas
+    if mode is Mode.FILL:
+        canvas[mask] = _GREY
+        return canvas
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8))
+    for label in range(1, count):
+        region = labels == label
+        canvas[region] = frame[region].reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    blurred = cv2.GaussianBlur(canvas, (0, 0), 6)
+    canvas[mask] = blurred[mask]
+    return canvas

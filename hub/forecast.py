@@ -1,0 +1,501 @@
+"""Forecasts: typical occupancy by weekday and time of day, learned from history.
+
+The typical day is the per-slot (15 minutes) median over the same weekday of the
+last weeks, which shrugs off a few odd days; closed days (the facility stayed
+near empty while that weekday is usually busy) and public holidays are left out
+of the weekdays and holidays get their own profile (Sunday's until enough have
+been seen). Short gaps are filled with the last value for as long as the
+facility's values count as fresh; longer gaps stay unknown. The next two hours
+start from the typical curve and carry today's deviation from it, fading.
+
+The learned profile depends only on complete past days, so it is computed once
+per facility and local day and cached.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+
+from hub.config import WEEKDAYS, Facility, ForecastSettings, parse_hours
+from hub.store import Store
+
+STEP = timedelta(minutes=15)
+STEP_S = 15 * 60
+SLOTS = 96
+HOLIDAY = 7  # the profile index after the seven weekdays
+SUNDAY = 6
+_WORKDAYS = (0, 1, 2, 3, 4)
+MIN_DAYS = 3  # fewer same-type days than this are blended with similar days
+CLOSED_FRACTION = 0.1  # a day whose peak stays under this share of its weekday's is closed
+BEST_WINDOW = timedelta(hours=1)
+BUSY_SHARE = 0.8  # "usually busy": within this share of the day's typical peak
+BUSY_MIN_PCT = 35.0  # ... and at least moderately full, when the capacity is known
+DECAY_MIN = 240.0  # today's deviation from the typical curve fades with this time constant
+NEXT_STEPS = 8
+HALF_LIVES = (1e9, 14.0, 7.0)  # days; candidates for how fast old weeks fade
+BACKTEST_DAYS = 7
+SMOOTH = 2
+
+Day = list[float | None]
+
+
+class ForecastPoint(BaseModel):
+    """Expected occupancy at one moment."""
+
+    at: datetime = Field(description="UTC.")
+    local_time: str = Field(description="HH:MM in the facility's time zone.")
+    occupancy: float | None = Field(description="Expected people; null when unknown.")
+    occupancy_pct: float | None = Field(description="Expected % of capacity; null without one.")
+
+
+class TimeRange(BaseModel):
+    """A stretch of time, [start, end)."""
+
+    start: datetime = Field(description="UTC.")
+    end: datetime = Field(description="UTC.")
+    local_start: str = Field(description="HH:MM local.")
+    local_end: str = Field(description="HH:MM local.")
+
+
+class Forecast(BaseModel):
+    """What the page and the API say about when a facility is busy."""
+
+    facility: str
+    generated_at: datetime
+    timezone: str
+    capacity: int | None
+    basis_days: int = Field(description="Days of history the typical profile was learned from.")
+    holiday: bool = Field(default=False, description="Today is a holiday (its own profile).")
+    typical_today: list[ForecastPoint] = Field(
+        description="Typical occupancy for today's weekday, every 15 minutes."
+    )
+    usually_busy_at: list[TimeRange] = Field(description="Today's usually busy stretches.")
+    best_time_today: TimeRange | None = Field(
+        description="The quietest hour within opening hours in the rest of today; null if none."
+    )
+    next_2h: list[ForecastPoint] = Field(description="The next two hours in 15-minute steps.")
+
+
+# Learning (pure: the evaluation in bench/ runs the same code) ---------------------------
+
+
+def slot_of(local: datetime) -> int:
+    return (local.hour * 60 + local.minute) // 15
+
+
+def day_slots(
+    points: Iterable[tuple[datetime, float]], zone: ZoneInfo, max_gap: int
+) -> dict[date, Day]:
+    """Per local day, the mean value in each 15-minute slot; a slot without values
+    takes the last one when at most ``max_gap`` slots have passed since it."""
+    sums: dict[tuple[date, int], list[float]] = {}
+    for at, value in points:
+        local = at.astimezone(zone)
+        sums.setdefault((local.date(), slot_of(local)), []).append(value)
+    if not sums:
+        return {}
+    days: dict[date, Day] = {}
+    first = min(day for day, _ in sums)
+    last = max(day for day, _ in sums)
+    held: float | None = None
+    since = 0
+    day = first
+    while day <= last:
+        slots: Day = [None] * SLOTS
+        measured = False
+        for slot in range(SLOTS):
+            values = sums.get((day, slot))
+            if values:
+                held, since, measured = sum(values) / len(values), 0, True
+                slots[slot] = held
+            else:
+                since += 1
+                if held is not None and since <= max_gap:
+                    slots[slot] = held
+        if measured:
+            days[day] = slots
+        day += timedelta(days=1)
+    return days
+
+
+@dataclass
+class Profile:
+    """Typical value per slot for each weekday (0 = Monday) and for holidays (7)."""
+
+    by_type: list[Day]
+    basis_days: int
+
+    def for_day(self, day: date, holiday: bool) -> Day:
+        kind = HOLIDAY if holiday else day.weekday()
+        curve = self.by_type[kind]
+        if all(v is None for v in curve) and holiday:
+            return self.by_type[SUNDAY]
+        return curve
+
+
+def _peak(day: Day) -> float:
+    return max((v for v in day if v is not None), default=0.0)
+
+
+def learn_profile(
+    days: Mapping[date, Day], is_holiday: Callable[[date], bool], until: date, weeks: int
+) -> Profile:
+    """The typical day per weekday and for holidays, from the days in
+    [until - weeks, until).
+
+    How fast old weeks fade is chosen per facility: each candidate half-life
+    forecasts the last week's days from the days before each, and the one with
+    the smallest error wins. A pool with a steady week keeps its long memory; a
+    rink whose session times changed with the season forgets the old ones."""
+    errors: dict[float, float] = {}
+    for half_life in HALF_LIVES:
+        total = 0.0
+        for back in range(1, BACKTEST_DAYS + 1):
+            day = until - timedelta(days=back)
+            actual = days.get(day)
+            if actual is None:
+                continue
+            curve = _learn(days, is_holiday, day, weeks, half_life).for_day(day, is_holiday(day))
+            total += sum(
+                abs(c - a)
+                for a, c in zip(actual, curve, strict=True)
+                if a is not None and c is not None
+            )
+        errors[half_life] = total
+    best = min(HALF_LIVES, key=lambda h: errors[h])
+    return _learn(days, is_holiday, until, weeks, best)
+
+
+def _learn(
+    days: Mapping[date, Day],
+    is_holiday: Callable[[date], bool],
+    until: date,
+    weeks: int,
+    half_life: float,
+) -> Profile:
+    start = until - timedelta(weeks=weeks)
+    window = {d: v for d, v in days.items() if start <= d < until}
+    kinds: dict[int, list[tuple[date, Day]]] = {k: [] for k in range(8)}
+    peaks: dict[int, list[float]] = {k: [] for k in range(7)}
+    for day, values in window.items():
+        if not is_holiday(day):
+            peaks[day.weekday()].append(_peak(values))
+    usual = {k: statistics.median(v) if v else 0.0 for k, v in peaks.items()}
+    used = 0
+    for day, values in window.items():
+        holiday = is_holiday(day)
+        usual_peak = usual[SUNDAY if holiday else day.weekday()]
+        if usual_peak > 0 and _peak(values) < CLOSED_FRACTION * usual_peak:
+            continue  # closed, or the counter was out: not a typical day
+        kinds[HOLIDAY if holiday else day.weekday()].append((day, values))
+        used += 1
+    medians = {k: _slot_medians(v, until, half_life) for k, v in kinds.items()}
+    pooled_workday = _slot_medians([d for k in _WORKDAYS for d in kinds[k]], until, half_life)
+    by_type: list[Day] = []
+    for kind in range(8):
+        similar = pooled_workday if kind in _WORKDAYS else medians[SUNDAY if kind == 5 else 5]
+        if kind == HOLIDAY:
+            similar = medians[SUNDAY]
+        by_type.append(_blend(medians[kind], len(kinds[kind]), similar))
+    return Profile([_smooth(curve) for curve in by_type], used)
+
+
+def _slot_medians(days: list[tuple[date, Day]], until: date, half_life: float) -> Day:
+    """Per slot, the median weighted by recency (half the weight every ``half_life`` days)."""
+    weights = [0.5 ** ((until - day).days / half_life) for day, _ in days]
+    out: Day = []
+    for slot in range(SLOTS):
+        pairs = sorted(
+            (values[slot], w)
+            for (_, values), w in zip(days, weights, strict=True)
+            if values[slot] is not None
+        )
+        out.append(_weighted_median(pairs) if pairs else None)
+    return out
+
+
+def _weighted_median(pairs: list[tuple[float, float]]) -> float:
+    half = sum(w for _, w in pairs) / 2
+    seen = 0.0
+    for i, (value, weight) in enumerate(pairs):
+        seen += weight
+        if seen > half + 1e-12:
+            return value
+        if abs(seen - half) <= 1e-12 and i + 1 < len(pairs):
+            return (value + pairs[i + 1][0]) / 2
+    return pairs[-1][0]
+
+
+def _blend(own: Day, count: int, similar: Day) -> Day:
+    """Few days of a kind lean on similar days (workdays together, the weekend together)."""
+    if count >= MIN_DAYS:
+        return own
+    weight = count / MIN_DAYS
+    out: Day = []
+    for mine, other in zip(own, similar, strict=True):
+        if mine is None or other is None:
+            out.append(mine if mine is not None else (other if count == 0 else None))
+        else:
+            out.append(weight * mine + (1 - weight) * other)
+    return out
+
+
+def _smooth(curve: Day) -> Day:
+    """A triangular moving average over SMOOTH slots either side (noise in a
+    per-slot median otherwise shows up as false slopes in the next two hours).
+    Empty slots (closed) stay empty and do not pull their open neighbours down."""
+    out: Day = []
+    for slot, value in enumerate(curve):
+        if not value:
+            out.append(value)
+            continue
+        total, weight = 0.0, 0.0
+        for offset in range(-SMOOTH, SMOOTH + 1):
+            near = slot + offset
+            if 0 <= near < SLOTS and curve[near]:
+                w = SMOOTH + 1 - abs(offset)
+                total += w * curve[near]  # type: ignore[operator]
+                weight += w
+        out.append(total / weight)
+    return out
+
+
+def carry(typical_then: float, typical_now: float, current: float, minutes_ahead: float) -> float:
+    """Expected value ``minutes_ahead`` from now: the typical curve plus today's
+    deviation from it, fading (a busier than usual morning stays busier a while)."""
+    return max(0.0, typical_then + (current - typical_now) * math.exp(-minutes_ahead / DECAY_MIN))
+
+
+# Holidays ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def _holiday_set(country: str, subdivision: str | None, extra: tuple[date, ...]) -> frozenset[date]:
+    import holidays
+
+    found: set[date] = set(extra)
+    if country:
+        today = datetime.now(UTC).year
+        calendar = holidays.country_holidays(
+            country, subdiv=subdivision, years=range(today - 3, today + 2)
+        )
+        found.update(calendar.keys())
+    return frozenset(found)
+
+
+def holiday_checker(settings: ForecastSettings) -> Callable[[date], bool]:
+    days = _holiday_set(
+        settings.holidays_country, settings.holidays_subdivision, tuple(settings.extra_holidays)
+    )
+    return days.__contains__
+
+
+# The forecast -----------------------------------------------------------------------------
+
+_cache: weakref.WeakKeyDictionary[Store, dict[tuple[str, str, date], Profile]] = (
+    weakref.WeakKeyDictionary()
+)
+_cache_lock = threading.Lock()
+
+
+def _profile(store: Store, facility: Facility, settings: ForecastSettings, today: date) -> Profile:
+    key = (facility.model_dump_json(), settings.model_dump_json(), today)
+    with _cache_lock:
+        found = _cache.get(store, {}).get(key)
+    if found is not None:
+        return found
+    zone = facility.zone
+    start = datetime.combine(today - timedelta(weeks=settings.history_weeks), time(), zone)
+    end = datetime.combine(today, time(), zone)
+    buckets = store.history(facility.id, start.astimezone(UTC), end.astimezone(UTC), STEP_S)
+    points = [(b.start, b.occupancy_avg) for b in buckets if b.occupancy_avg is not None]
+    max_gap = max(1, facility.stale_after // STEP_S)
+    days = day_slots(points, zone, max_gap)
+    profile = learn_profile(days, holiday_checker(settings), today, settings.history_weeks)
+    with _cache_lock:
+        per_store = _cache.setdefault(store, {})
+        if len(per_store) > 256:
+            per_store.clear()
+        per_store[key] = profile
+    return profile
+
+
+@dataclass(frozen=True)
+class _Hours:
+    """A day's opening hours: ``known`` False when none are configured for that
+    weekday; ``span`` None when closed all day."""
+
+    known: bool
+    span: tuple[time, time] | None
+
+    @classmethod
+    def of(cls, facility: Facility, day: date) -> _Hours:
+        value = facility.opening_hours.get(WEEKDAYS[day.weekday()])
+        return cls(False, None) if value is None else cls(True, parse_hours(value))
+
+    def open_at(self, local: datetime) -> bool | None:
+        if not self.known:
+            return None
+        return self.span is not None and self.span[0] <= local.time() < self.span[1]
+
+
+def _current(store: Store, facility: Facility, now: datetime) -> float | None:
+    """The latest measured occupancy, if it is still fresh."""
+    fresh = timedelta(seconds=min(facility.stale_after, 3600))
+    buckets = store.history(facility.id, now - fresh, now + timedelta(seconds=1), 60)
+    for bucket in reversed(buckets):
+        if bucket.occupancy_avg is not None:
+            return bucket.occupancy_avg
+    return None
+
+
+def _clock(at: datetime, zone: ZoneInfo) -> str:
+    return at.astimezone(zone).strftime("%H:%M")
+
+
+def _floor(at: datetime) -> datetime:
+    return at - timedelta(seconds=at.timestamp() % STEP_S)
+
+
+def facility_forecast(
+    store: Store,
+    facility: Facility,
+    now: datetime,
+    settings: ForecastSettings | None = None,
+) -> Forecast:
+    """The forecast for ``facility`` as seen at ``now`` (aware datetime); ``settings``
+    (the hub's ``[forecast]``) gives the holidays, Finland's by default."""
+    settings = settings or ForecastSettings()
+    zone = facility.zone
+    now = now.astimezone(UTC)
+    today = now.astimezone(zone).date()
+    is_holiday = holiday_checker(settings)
+    profile = _profile(store, facility, settings, today)
+    capacity = facility.capacity
+
+    def typical(at: datetime) -> float | None:
+        """The typical value at ``at`` (today or tomorrow): 0 while closed."""
+        local = at.astimezone(zone)
+        if _Hours.of(facility, local.date()).open_at(local) is False:
+            return 0.0
+        return profile.for_day(local.date(), is_holiday(local.date()))[slot_of(local)]
+
+    def point(at: datetime, value: float | None) -> ForecastPoint:
+        if value is not None and capacity:
+            value = min(value, float(capacity))
+        return ForecastPoint(
+            at=at,
+            local_time=_clock(at, zone),
+            occupancy=round(value, 1) if value is not None else None,
+            occupancy_pct=round(100 * value / capacity, 1)
+            if value is not None and capacity
+            else None,
+        )
+
+    midnight = datetime.combine(today, time(), zone).astimezone(UTC)
+    next_midnight = datetime.combine(today + timedelta(days=1), time(), zone).astimezone(UTC)
+    steps = [midnight + k * STEP for k in range(int((next_midnight - midnight) / STEP))]
+    known = profile.basis_days > 0
+    typical_today = [point(at, typical(at)) for at in steps] if known else []
+
+    current = _current(store, facility, now)
+    typical_now = typical(now) if known else None
+    next_2h: list[ForecastPoint] = []
+    for k in range(1, NEXT_STEPS + 1):
+        at = _floor(now) + k * STEP
+        value = typical(at) if known else None
+        local = at.astimezone(zone)
+        still_open = _Hours.of(facility, local.date()).open_at(local) is not False
+        if value is not None and current is not None and typical_now is not None and still_open:
+            value = carry(value, typical_now, current, (at - now).total_seconds() / 60)
+        next_2h.append(point(at, value))
+
+    hours = _Hours.of(facility, today)
+    expected = {p.at: p.occupancy for p in next_2h}
+    return Forecast(
+        facility=facility.id,
+        generated_at=now,
+        timezone=facility.timezone,
+        capacity=capacity,
+        basis_days=profile.basis_days,
+        holiday=is_holiday(today),
+        typical_today=typical_today,
+        usually_busy_at=_busy(typical_today, capacity, zone),
+        best_time_today=_best(typical_today, expected, hours, now, zone),
+        next_2h=next_2h,
+    )
+
+
+def _range(start: datetime, end: datetime, zone: ZoneInfo) -> TimeRange:
+    return TimeRange(
+        start=start, end=end, local_start=_clock(start, zone), local_end=_clock(end, zone)
+    )
+
+
+def _busy(points: list[ForecastPoint], capacity: int | None, zone: ZoneInfo) -> list[TimeRange]:
+    """Stretches of 30 minutes or more within ``BUSY_SHARE`` of the typical peak,
+    when that peak is at least moderately full."""
+    peak = max((p.occupancy for p in points if p.occupancy is not None), default=0.0)
+    if peak <= 0 or (capacity and 100 * peak / capacity < BUSY_MIN_PCT):
+        return []
+    ranges: list[TimeRange] = []
+    run: list[ForecastPoint] = []
+    for p in [*points, None]:
+        if p is not None and p.occupancy is not None and p.occupancy >= BUSY_SHARE * peak:
+            run.append(p)
+            continue
+        if len(run) >= 2:
+            ranges.append(_range(run[0].at, run[-1].at + STEP, zone))
+        run = []
+    return ranges
+
+
+def _best(
+    points: list[ForecastPoint],
+    expected: Mapping[datetime, float | None],
+    hours: _Hours,
+    now: datetime,
+    zone: ZoneInfo,
+) -> TimeRange | None:
+    """The quietest ``BEST_WINDOW`` from now to closing, by the next-two-hours
+    forecast where it reaches and the typical day after; within opening hours
+    (or, where none are configured, within the hours with usual visitors)."""
+    if not points:
+        return None
+    if hours.known:
+        if hours.span is None:
+            return None
+        today = now.astimezone(zone).date()
+        opens = datetime.combine(today, hours.span[0], zone).astimezone(UTC)
+        closes = datetime.combine(today, hours.span[1], zone).astimezone(UTC)
+        closes = _floor(closes + timedelta(seconds=STEP_S - 1))  # 23:59:59 closes at 24:00
+    else:
+        visited = [p.at for p in points if p.occupancy]
+        if not visited:
+            return None
+        opens, closes = visited[0], visited[-1] + STEP
+    typical = {p.at: p.occupancy for p in points}
+    slots = int(BEST_WINDOW / STEP)
+    best: tuple[float, datetime] | None = None
+    start = max(opens, _floor(now + STEP - timedelta(seconds=1)))
+    while start + BEST_WINDOW <= closes:
+        values = [expected.get(start + k * STEP) for k in range(slots)]
+        values = [
+            v if v is not None else typical.get(start + k * STEP) for k, v in enumerate(values)
+        ]
+        if all(v is not None for v in values):
+            score = sum(values) / slots  # type: ignore[arg-type]
+            if best is None or score < best[0] - 1e-9:
+                best = (score, start)
+        start += STEP
+    return _range(best[1], best[1] + BEST_WINDOW, zone) if best else None

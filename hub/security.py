@@ -1,0 +1,326 @@
+"""HTTP hardening in one ASGI middleware: headers, CORS, rate and size limits.
+
+It wraps the whole app, so every response — including the 413 and 429 it
+makes itself and the errors of the routes — gets the security headers. It is a
+plain ASGI middleware (not Starlette's BaseHTTPMiddleware) so that WebSockets
+and streamed bodies pass through untouched.
+
+- Content-Security-Policy without 'unsafe-inline': the public page must load its
+  scripts and styles from /static. The OpenAPI pages (/docs, /redoc) are
+  FastAPI's, with one inline script and CDN assets; they alone get a policy that
+  admits those CDN hosts and exactly their inline blocks by hash.
+- Strict-Transport-Security only when the request came over TLS (directly, or via
+  a reverse proxy that uvicorn trusts for X-Forwarded-Proto).
+- CORS: open data is readable from any origin (GET/HEAD, never with
+  credentials); nothing else is allowed cross-origin.
+- A token bucket per client address on /api/ (IPv6 by /64, since one host owns a
+  whole /64): 429 with Retry-After when empty.
+- Request bodies above a limit: 413, without reading them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from hub.config import HttpSettings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+API_PREFIX = "/api/"
+# Everything under /api/ is open data except the crew's own API.
+CLOSED_API_PREFIXES = ("/api/v1/crew",)
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+DOCS_ASSET_HOSTS = "https://cdn.jsdelivr.net"
+# At most this many client addresses are tracked; idle ones go first, and a
+# bucket that has been idle long enough to refill loses nothing by being dropped.
+MAX_TRACKED_CLIENTS = 10_000
+_HOST_RE = re.compile(
+    r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?$"
+)
+_INLINE_RE = re.compile(rb"<(script|style)(\s[^>]*)?>(.*?)</\1>", re.S | re.I)
+
+BASE_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+STATIC_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+CORS_HEADERS = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", b"Retry-After"),
+)
+
+
+def policy_text(policy: dict[str, str]) -> str:
+    return "; ".join(f"{name} {value}" for name, value in policy.items())
+
+
+def page_policy(host: str | None, tls: bool) -> str:
+    """The policy for everything but the docs. connect-src names the page's own
+    WebSocket origin too, for browsers whose 'self' does not cover ws: and wss:."""
+    policy = dict(BASE_POLICY)
+    if host and _HOST_RE.fullmatch(host):
+        policy["connect-src"] = f"'self' {'wss' if tls else 'ws'}://{host}"
+    return policy_text(policy)
+
+
+def docs_policy(body: bytes) -> str:
+    """FastAPI's docs pages: their CDN, and their own inline blocks by hash."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for match in _INLINE_RE.finditer(body):
+        tag, attributes, content = match.group(1).lower().decode(), match.group(2), match.group(3)
+        if tag == "script" and attributes and b"src=" in attributes.lower():
+            continue
+        digest = base64.b64encode(hashlib.sha256(content).digest()).decode()
+        hashes[tag].append(f"'sha256-{digest}'")
+    policy = dict(BASE_POLICY)
+    policy["script-src"] = " ".join(["'self'", DOCS_ASSET_HOSTS, *hashes["script"]])
+    policy["style-src"] = " ".join(["'self'", DOCS_ASSET_HOSTS, *hashes["style"]])
+    policy["img-src"] = "'self' data: https://fastapi.tiangolo.com"
+    return policy_text(policy)
+
+
+class TokenBuckets:
+    """One bucket per client key: ``burst`` tokens, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = MAX_TRACKED_CLIENTS) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Take a token: 0.0 when granted, else seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def client_key(scope: Scope) -> str:
+    """The client's address; an IPv6 address counts as its /64."""
+    client = scope.get("client")
+    host = client[0] if client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, settings: HttpSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.buckets = (
+            TokenBuckets(settings.api_rate_per_s, settings.api_burst)
+            if settings.api_rate_per_s > 0
+            else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        is_api = path.startswith(API_PREFIX)
+        if kind == "websocket":
+            if is_api and self._limited(scope) > 0:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
+
+        send = self._with_headers(scope, send)
+        method: str = scope.get("method", "GET")
+        headers = _headers(scope)
+        if is_api and method == "OPTIONS" and b"access-control-request-method" in headers:
+            await _preflight(headers, send, open_data(path))
+            return
+        if is_api:
+            wait = self._limited(scope)
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait)))
+                await _respond(send, 429, "too many requests", [(b"retry-after", retry.encode())])
+                return
+        limit = self.settings.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _respond(send, 413, f"request body larger than {limit} bytes")
+            return
+        await self._bounded(scope, receive, send, limit)
+
+    def _limited(self, scope: Scope) -> float:
+        return 0.0 if self.buckets is None else self.buckets.take(client_key(scope))
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Run the app, refusing a body (e.g. chunked) that grows beyond the limit."""
+        received = 0
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _respond(send, 413, f"request body larger than {limit} bytes")
+
+    def _with_headers(self, scope: Scope, send: Send) -> Send:
+        path: str = scope.get("path", "")
+        tls = scope.get("scheme") == "https"
+        readable = open_data(path) and scope.get("method") in ("GET", "HEAD")
+        extra = list(STATIC_HEADERS)
+        if tls and self.settings.hsts_max_age_s:
+            hsts = f"max-age={self.settings.hsts_max_age_s}"
+            extra.append((b"strict-transport-security", hsts.encode()))
+        if readable:
+            extra += CORS_HEADERS
+        host = _headers(scope).get(b"host", b"").decode("latin-1")
+        policy = page_policy(host, tls).encode()
+
+        def finish(start: Message, csp: bytes) -> Message:
+            raw = list(start.get("headers", []))
+            present = {name.lower() for name, _ in raw}
+            for name, value in [*extra, (b"content-security-policy", csp)]:
+                if name not in present:
+                    raw.append((name, value))
+            return {**start, "headers": raw}
+
+        if path not in DOCS_PATHS:
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = finish(message, policy)
+                await send(message)
+
+            return send_with_headers
+
+        held: list[Message] = []
+        body = bytearray()
+
+        async def send_docs(message: Message) -> None:
+            """Hold the (small) docs page until it is complete, to hash its inline blocks."""
+            if message["type"] == "http.response.start":
+                held.append(message)
+                return
+            if message["type"] != "http.response.body" or not held:
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            start = held.pop()
+            headers = [
+                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
+            ]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send(finish({**start, "headers": headers}, docs_policy(bytes(body)).encode()))
+            await send({"type": "http.response.body", "body": bytes(body)})
+
+        return send_docs
+
+
+def open_data(path: str) -> bool:
+    return path.startswith(API_PREFIX) and not path.startswith(CLOSED_API_PREFIXES)
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {name.lower(): value for name, value in scope.get("headers", [])}
+
+
+async def _preflight(headers: dict[bytes, bytes], send: Send, readable: bool) -> None:
+    """CORS preflight: open data may be read from anywhere; nothing else is allowed."""
+    requested = headers.get(b"access-control-request-method", b"").upper()
+    if not readable or requested not in (b"GET", b"HEAD"):
+        await _respond(send, 403, "only reading open data is allowed cross-origin")
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                *CORS_HEADERS,
+                (b"access-control-allow-methods", b"GET, HEAD"),
+                (b"access-control-allow-headers", b"Accept, Accept-Language"),
+                (b"access-control-max-age", b"86400"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _respond(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

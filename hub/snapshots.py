@@ -1,0 +1,160 @@
+"""The latest anonymised camera picture per facility, and the URL that serves it.
+
+The hub keeps nothing else from cameras: by default only the newest picture of
+each camera (``history = true`` keeps every picture for ``retention_h``), and
+nothing older than ``retention_h`` at all. Pictures live in their own small
+SQLite file, beside the SQLite store or where ``[snapshots] path`` says (in
+memory with other stores), so they never mix with the readings (which keep
+only the picture's metadata).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger("ruuhka.snapshots")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    facility TEXT NOT NULL,
+    source TEXT NOT NULL,
+    taken_ms INTEGER NOT NULL,
+    people INTEGER,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    jpeg BLOB NOT NULL,
+    PRIMARY KEY (facility, source, taken_ms)
+) WITHOUT ROWID;
+"""
+
+
+class SnapshotSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: Path | None = Field(
+        default=None,
+        description="SQLite file for pictures; default: beside the SQLite store "
+        "(NAME.snapshots.db), or in memory for other stores (the next picture "
+        "after a restart comes within the camera's interval).",
+    )
+    history: bool = Field(default=False, description="Keep every picture for retention_h.")
+    retention_h: float = Field(default=24.0, gt=0, description="Nothing older is kept.")
+
+
+@dataclass
+class Picture:
+    facility: str
+    source: str
+    taken_at: datetime
+    jpeg: bytes
+    width: int
+    height: int
+    people: int | None = None
+
+
+def decode_jpeg(jpeg_b64: str) -> bytes:
+    """The picture's bytes; refuses anything that is not a whole JPEG."""
+    data = base64.b64decode(jpeg_b64, validate=True)
+    if not (data.startswith(b"\xff\xd8\xff") and data.rstrip(b"\x00").endswith(b"\xff\xd9")):
+        raise ValueError("not a complete JPEG")
+    return data
+
+
+def snapshot_path(settings: SnapshotSettings, store_url: str) -> str:
+    if settings.path is not None:
+        return str(settings.path)
+    prefix = "sqlite:///"
+    if store_url.startswith(prefix):
+        store = store_url[len(prefix) :]
+        if store == ":memory:":
+            return ":memory:"
+        path = Path(store)
+        return str(path.with_name(path.stem + ".snapshots.db"))
+    return ":memory:"
+
+
+def ms(when: datetime) -> int:
+    return round(when.timestamp() * 1000)
+
+
+class SnapshotStore:
+    def __init__(self, path: str, history: bool = False, retention_h: float = 24.0) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.history = history
+        self.retention = timedelta(hours=retention_h)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, settings: SnapshotSettings, store_url: str) -> SnapshotStore:
+        return cls(snapshot_path(settings, store_url), settings.history, settings.retention_h)
+
+    def save(self, pictures: list[Picture], now: datetime | None = None) -> None:
+        """Keep these; drop what is superseded (no history) or past retention."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for p in pictures:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            p.facility,
+                            p.source,
+                            ms(p.taken_at),
+                            p.people,
+                            p.width,
+                            p.height,
+                            p.jpeg,
+                        ),
+                    )
+                    if not self.history:
+                        self._db.execute(
+                            "DELETE FROM snapshots WHERE facility = ? AND source = ? AND "
+                            "taken_ms < (SELECT MAX(taken_ms) FROM snapshots "
+                            "WHERE facility = ? AND source = ?)",
+                            (p.facility, p.source, p.facility, p.source),
+                        )
+                self._prune(now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _prune(self, now: datetime) -> None:
+        self._db.execute("DELETE FROM snapshots WHERE taken_ms < ?", (ms(now - self.retention),))
+
+    def latest(self, facility: str, now: datetime | None = None) -> Picture | None:
+        """The facility's newest picture within retention, from any of its cameras."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT source, taken_ms, people, width, height, jpeg FROM snapshots "
+                "WHERE facility = ? AND taken_ms >= ? ORDER BY taken_ms DESC LIMIT 1",
+                (facility, ms(now - self.retention)),
+            ).fetchone()
+        if row is None:
+            return None
+        source, taken_ms, people, width, height, jpeg = row
+        taken = datetime.fromtimestamp(taken_ms / 1000, UTC)
+        return Picture(facility, source, taken, bytes(jpeg), width, height, people)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,180 @@
+"""Forecasts learned from a real (SQLite) store, and the forecast endpoint of a running hub."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from hub.config import Facility, ForecastSettings
+from hub.forecast import SLOTS, day_slots, facility_forecast, learn_profile
+from hub.state import Tracker
+from hub.store import SavedState, Store
+from hub.store.sqlite import SQLiteStore
+from ruuhka.broker import Broker
+from ruuhka.contract import FacilityState
+from tests.conftest import HubProcess, http_get, mosquitto_pub, wait_for
+from tests.seed import HELSINKI, past_days, pool_day, seed
+
+WEDNESDAY = date(2026, 11, 18)
+
+
+def pool(**extra: object) -> Facility:
+    return Facility.model_validate(
+        {"id": "pool", "kind": "swimming_hall", "capacity": 100, "name": {"en": "Pool"}, **extra}
+    )
+
+
+def local(day: date, hh: int, mm: int = 0) -> datetime:
+    return datetime.combine(day, time(hh, mm), HELSINKI)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = SQLiteStore(tmp_path / "store.db")
+    yield opened
+    opened.close()
+
+
+def test_typical_day_busy_hours_and_the_best_time(store: Store) -> None:
+    seed(store, "pool", past_days(WEDNESDAY, 21), pool_day)
+    forecast = facility_forecast(store, pool(), local(WEDNESDAY, 9, 5))
+    assert forecast.basis_days == 21 and not forecast.holiday
+    assert len(forecast.typical_today) == SLOTS
+    typical = {p.local_time: p.occupancy for p in forecast.typical_today}
+    assert typical["17:00"] == 80 and typical["12:00"] == 10 and typical["03:00"] == 0
+    (busy,) = forecast.usually_busy_at
+    assert "15:45" <= busy.local_start <= "16:30" and "17:30" <= busy.local_end <= "18:15"
+    # Quiet all morning: the earliest quiet hour still ahead, not the one under way.
+    assert forecast.best_time_today is not None
+    assert (forecast.best_time_today.local_start, forecast.best_time_today.local_end) == (
+        "09:15",
+        "10:15",
+    )
+    steps = [p.at for p in forecast.next_2h]
+    assert [p.local_time for p in forecast.next_2h][:2] == ["09:15", "09:30"]
+    assert all(b - a == timedelta(minutes=15) for a, b in pairwise(steps))
+    assert len(steps) == 8 and all(p.occupancy == 10 for p in forecast.next_2h)
+    assert forecast.next_2h[0].occupancy_pct == 10.0
+
+
+def test_the_next_two_hours_carry_todays_deviation(store: Store) -> None:
+    seed(store, "pool", past_days(WEDNESDAY, 21), pool_day)
+    now = local(WEDNESDAY, 10)
+    live = FacilityState(
+        facility="pool", revision=1, occupancy=50, updated_at=now - timedelta(minutes=2)
+    )
+    store.commit([], [SavedState(live, Tracker())], [])
+    ahead = [p.occupancy for p in facility_forecast(store, pool(), now).next_2h]
+    assert all(o is not None and 10 < o < 50 for o in ahead)
+    assert ahead == sorted(ahead, reverse=True)  # fading back towards the usual 10
+
+
+def test_best_time_keeps_to_opening_hours(store: Store) -> None:
+    seed(store, "pool", past_days(WEDNESDAY, 21), pool_day)
+    hours = {"opening_hours": {"wed": "12:00-20:00", "thu": "closed"}}
+    forecast = facility_forecast(store, pool(**hours), local(WEDNESDAY, 7))
+    best = forecast.best_time_today
+    assert best is not None and (best.local_start, best.local_end) == ("12:00", "13:00")
+    typical = {p.local_time: p.occupancy for p in forecast.typical_today}
+    assert typical["11:45"] == 0 and typical["20:00"] == 0  # closed by the hours
+    late = facility_forecast(store, pool(**hours), local(WEDNESDAY, 19, 10))
+    assert late.best_time_today is None  # under an hour left
+    closed = facility_forecast(store, pool(**hours), local(WEDNESDAY + timedelta(days=1), 9))
+    assert closed.best_time_today is None
+    assert all(p.occupancy == 0 for p in closed.typical_today)
+
+
+def test_without_history_nothing_is_made_up(store: Store) -> None:
+    forecast = facility_forecast(store, pool(), local(WEDNESDAY, 9))
+    assert forecast.basis_days == 0 and forecast.typical_today == []
+    assert forecast.usually_busy_at == [] and forecast.best_time_today is None
+    assert len(forecast.next_2h) == 8 and all(p.occupancy is None for p in forecast.next_2h)
+
+
+def test_a_holiday_is_forecast_like_a_sunday(store: Store) -> None:
+    def week(at: datetime) -> int:
+        if at.weekday() == 6:
+            return 60 if 12 <= at.hour < 14 else 5
+        return pool_day(at)
+
+    independence_day = date(2026, 12, 6)  # a Sunday in 2026; take a weekday one
+    tuesday = date(2026, 12, 8)
+    seed(store, "pool", past_days(tuesday, 21), week)
+    settings = ForecastSettings(extra_holidays=[tuesday])
+    forecast = facility_forecast(store, pool(), local(tuesday, 8), settings)
+    assert forecast.holiday
+    typical = {p.local_time: p.occupancy for p in forecast.typical_today}
+    assert typical["13:00"] == 60 and typical["17:00"] == 5
+    # Finland's holidays are the default; Independence Day was left out of Sundays' learning.
+    sunday = facility_forecast(store, pool(), local(independence_day, 8))
+    assert sunday.holiday
+
+
+def test_closed_days_and_gaps_do_not_bend_the_typical_day() -> None:
+    wednesdays = [WEDNESDAY - timedelta(weeks=n) for n in range(1, 5)]
+    points: list[tuple[datetime, float]] = []
+    for n, day in enumerate(wednesdays):
+        for slot in range(SLOTS):
+            at = local(day, 0) + timedelta(minutes=15 * slot)
+            if n in (1, 2):
+                value = 0.0  # closed for maintenance two weeks running
+            elif n == 3 and 40 <= slot < 56:
+                continue  # the counter was offline 10-14
+            else:
+                value = float(pool_day(at))
+            points.append((at.astimezone(UTC), value))
+    days = day_slots(points, HELSINKI, max_gap=1)
+    assert days[wednesdays[3]][40] == 10 and days[wednesdays[3]][41] is None
+    profile = learn_profile(days, lambda d: False, WEDNESDAY, weeks=8)
+    curve = profile.for_day(WEDNESDAY, holiday=False)
+    assert curve[17 * 4] == 80 and curve[12 * 4] == 10
+    assert profile.basis_days == 2
+
+
+# Against a running hub --------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded_hub(tmp_path: Path, hub_config: Path, hub_port: int) -> Iterator[HubProcess]:
+    """The test hub with three weeks of the pool's history already in its store."""
+    db = SQLiteStore(tmp_path / "hub.db")
+    today = datetime.now(HELSINKI).date()
+    seed(db, "pool", past_days(today, 21), pool_day)
+    db.close()
+    process = HubProcess(hub_config, hub_port, tmp_path / "hub.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_the_forecast_endpoint(seeded_hub: HubProcess, broker: Broker) -> None:
+    forecast = seeded_hub.get("/api/v1/facilities/pool/forecast")
+    assert forecast["facility"] == "pool" and forecast["basis_days"] == 21
+    typical = {p["local_time"]: p["occupancy"] for p in forecast["typical_today"]}
+    assert typical["17:00"] == 80 and typical["12:00"] == 10
+    assert [r["local_start"] for r in forecast["usually_busy_at"]] == ["16:15"]
+    assert len(forecast["next_2h"]) == 8
+    assert forecast["next_2h"][0]["at"].endswith("Z")
+    best = forecast["best_time_today"]
+    if best is not None:  # depends on when the test runs
+        assert not (best["local_start"] < "18:00" and best["local_end"] > "16:00")
+    # A live reading far above the usual lifts the next two hours.
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    mosquitto_pub(
+        broker,
+        "ruuhka/v1/devices/test-gate/count",
+        json.dumps({"seq": 1, "ts": now, "counter": "main", "occupancy": 99}),
+    )
+    wait_for(lambda: seeded_hub.facility("pool")["occupancy"] == 99, 15, "the live reading")
+    lifted = seeded_hub.get("/api/v1/facilities/pool/forecast")["next_2h"]
+    assert all(p["occupancy"] > typical[p["local_time"]] for p in lifted)
+    rink = seeded_hub.get("/api/v1/facilities/rink/forecast")
+    assert rink["basis_days"] == 0 and rink["typical_today"] == []
+    status, _ = http_get(seeded_hub.url + "/api/v1/facilities/nowhere/forecast")
+    assert status == 404

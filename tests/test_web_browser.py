@@ -1,0 +1,428 @@
+"""The public pages in a real browser: Debian's Chromium driven by Playwright.
+
+One browser and one hub for the module. axe-core (installed from npm by
+``make test`` into tests/node) checks WCAG 2.1 AA; screenshots at phone and
+desktop widths go to test-artifacts/ on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from ruuhka.broker import Broker
+from tests.conftest import HubProcess, wait_for
+from tests.web_support import (
+    CAMERA,
+    GATE,
+    RINK,
+    RINK_GATE,
+    RINK_STALE_AFTER_S,
+    Seq,
+    count,
+    publish,
+    rink,
+    snapshot,
+    web_hub,
+)
+from web.i18n import LANGUAGES, catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = {"width": 360, "height": 780}
+DESKTOP = {"width": 1280, "height": 900}
+FIRST_LOAD_BUDGET = 60 * 1024
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run `make test` (it installs it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Site:
+    """The hub under test, a publisher for its devices, and what each page logged."""
+
+    def __init__(self, broker: Broker, hub: HubProcess) -> None:
+        self.broker = broker
+        self.hub = hub
+        self.seq = Seq()
+        self.gate_entries = 0
+        self.console_errors: list[str] = []
+
+    def gate(self, occupancy: int) -> None:
+        """Publish a gate reading that puts the pool at ``occupancy``."""
+        self.gate_entries += 1000
+        publish(self.broker, GATE, count(self.seq("gate"), self.gate_entries,
+                                         self.gate_entries - occupancy))  # fmt: skip
+
+    def page(self, context: BrowserContext) -> Page:
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        return page
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with web_hub(tmp_path_factory.mktemp("browser")) as (broker, hub):
+        running = Site(broker, hub)
+        publish(broker, GATE, count(running.seq("gate"), 0, 0))
+        running.gate(62)
+        publish(broker, RINK_GATE, count(running.seq("rink"), 0, 0))
+        publish(broker, RINK_GATE, count(running.seq("rink"), 14, 3))
+        publish(broker, RINK, rink(running.seq("rink"), -3.5, 1.2))
+        publish(broker, CAMERA, snapshot(running.seq("cam"), people=3))
+        wait_for(lambda: hub.facility("pool")["occupancy"] == 62, 10, "the pool reading")
+        wait_for(lambda: hub.facility("carpets")["people"] == 3, 10, "the camera count")
+        yield running
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport=PHONE, locale="fi-FI")
+    yield ctx
+    ctx.close()
+
+
+def wait_live(page: Page, lang: str) -> None:
+    """Until the page says its WebSocket is connected (pages without live figures: at once)."""
+    if not page.locator("#connection").count():
+        return
+    text = catalog(lang)["live"]
+    page.wait_for_function(
+        "text => document.getElementById('connection').textContent === text", arg=text
+    )
+
+
+def occupancy_of(page: Page, facility: str) -> str:
+    return page.locator(f"#f-{facility} .occupancy").inner_text()
+
+
+def test_a_published_reading_appears_within_two_seconds_without_reload(
+    site: Site, context: BrowserContext
+) -> None:
+    page = site.page(context)
+    page.goto(site.hub.url + "/?lang=en")
+    assert occupancy_of(page, "pool") == "62"  # server-rendered
+    wait_live(page, "en")
+    page.evaluate("window.notReloaded = true")
+    for occupancy in (77, 91):
+        started = time.monotonic()
+        site.gate(occupancy)
+        page.wait_for_function(
+            "n => document.querySelector('#f-pool .occupancy').textContent === n",
+            arg=str(occupancy),
+            timeout=2000,
+        )
+        assert time.monotonic() - started < 2.0
+    card = page.locator("#f-pool")
+    assert "level-full" in (card.get_attribute("class") or "")
+    assert card.locator(".level-word").inner_text() == "full"
+    assert card.locator(".pct").inner_text() == "91% of capacity (100)"
+    assert page.evaluate("window.notReloaded") is True
+    site.gate(62)
+    page.wait_for_function(
+        "() => document.querySelector('#f-pool .occupancy').textContent === '62'"
+    )
+
+
+def test_a_value_past_its_threshold_gets_the_stale_label(
+    site: Site, context: BrowserContext
+) -> None:
+    publish(site.broker, RINK, rink(site.seq("rink"), -4.0, 0.5))
+    wait_for(lambda: site.hub.facility("rink")["ice_temp_c"] == -4.0, 10, "the rink reading")
+    page = site.page(context)
+    page.goto(site.hub.url + "/?lang=en")
+    wait_live(page, "en")
+    label = page.locator("#f-rink .stale-label")
+    assert label.is_hidden()
+    assert page.locator("#f-rink .age-text").inner_text().startswith("updated ")
+    # The kind's threshold is 4 s in this hub; the page re-checks ages every 5 s.
+    label.wait_for(state="visible", timeout=(RINK_STALE_AFTER_S + 12) * 1000)
+    assert label.inner_text() == "out of date"
+    assert "is-stale" in (page.locator("#f-rink").get_attribute("class") or "")
+    assert site.hub.facility("rink")["stale"] is True  # the API says so too
+    publish(site.broker, RINK, rink(site.seq("rink"), -4.5, 0.5))
+    label.wait_for(state="hidden", timeout=5000)  # a new reading clears it live
+
+
+def test_a_new_camera_picture_replaces_the_old_one_live(
+    site: Site, context: BrowserContext
+) -> None:
+    page = site.page(context)
+    page.goto(site.hub.url + "/facilities/carpets?lang=en")
+    wait_live(page, "en")
+    image = page.locator("img.camera-image")
+    assert image.evaluate("i => i.complete && i.naturalWidth") == 320
+    before = image.get_attribute("src")
+    publish(site.broker, CAMERA, snapshot(site.seq("cam"), people=5, shade=40))
+    page.wait_for_function(
+        "src => document.querySelector('img.camera-image').getAttribute('src') !== src",
+        arg=before,
+        timeout=5000,
+    )
+    page.wait_for_function("() => document.querySelector('img.camera-image').naturalWidth === 320")
+    caption = page.locator(".camera figcaption").inner_text()
+    assert "5 people on the camera image" in caption and caption.startswith("taken at ")
+    assert occupancy_of(page, "carpets") == "5"
+
+
+def test_the_language_switch_and_accept_language(site: Site, browser: Browser) -> None:
+    ctx = browser.new_context(viewport=PHONE, locale="sv-FI")  # sends Accept-Language: sv-FI
+    try:
+        page = site.page(ctx)
+        page.goto(site.hub.url + "/")
+        assert page.locator("html").get_attribute("lang") == "sv"
+        assert page.locator("h1").inner_text() == catalog("sv")["title"]
+        page.get_by_role("link", name="In English").click()
+        page.wait_for_url("**/?lang=en")
+        assert page.locator("html").get_attribute("lang") == "en"
+        assert page.locator("h1").inner_text() == catalog("en")["title"]
+        wait_live(page, "en")
+        page.get_by_role("link", name="Swimming hall").click()
+        page.wait_for_url("**/facilities/pool?lang=en")  # the choice carries over
+        assert page.locator("h1").inner_text().startswith("Swimming hall")
+        page.get_by_role("link", name="Suomeksi").click()
+        page.wait_for_url("**/facilities/pool?lang=fi")
+        assert page.locator("h1").inner_text().startswith("Uimahalli")
+        assert page.locator("#f-pool .pct").inner_text().endswith("kapasiteetista (100)")
+    finally:
+        ctx.close()
+
+
+AXE_PAGES = ("/", "/facilities/pool", "/facilities/rink", "/facilities/carpets", "/about")
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {resultTypes: ['violations']});
+            return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}));
+        }"""
+    )
+    return result
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_in_any_language(site: Site, browser: Browser, scheme: str) -> None:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `make test` (it runs npm ci in tests/node)")
+    ctx = browser.new_context(viewport=PHONE, color_scheme=scheme, bypass_csp=True)
+    found: dict[str, list[dict[str, Any]]] = {}
+    try:
+        page = site.page(ctx)
+        for lang in LANGUAGES:
+            for path in AXE_PAGES:
+                page.goto(f"{site.hub.url}{path}?lang={lang}")
+                wait_live(page, lang)
+                page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+                violations = axe_violations(page)
+                if violations:
+                    found[f"{path}?lang={lang}"] = violations
+        # The harness itself can fail: an image without a text alternative is found.
+        page.evaluate("document.querySelector('main').append(document.createElement('img'))")
+        assert "image-alt" in {v["id"] for v in axe_violations(page)}
+    finally:
+        ctx.close()
+    assert not found, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+def test_keyboard_only_navigation(site: Site, context: BrowserContext) -> None:
+    page = site.page(context)
+    page.goto(site.hub.url + "/?lang=en")
+    page.keyboard.press("Tab")
+    skip = page.locator(":focus")
+    assert skip.inner_text() == "Skip to content"
+    box = skip.bounding_box()
+    assert box is not None and box["y"] >= 0  # shown when focused
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    reached = []
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim()"))
+        if reached[-1] == "Ice rink":
+            break
+    assert reached[:2] == ["Swimming hall", "Ice rink"], reached
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/facilities/rink?lang=en")
+    # On the facility page the table behind the chart opens from the keyboard.
+    page.goto(site.hub.url + "/facilities/pool?lang=en")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.tagName") == "SUMMARY":
+            break
+    page.keyboard.press("Enter")
+    assert page.locator("details").get_attribute("open") is not None
+    assert page.locator("details table").is_visible()
+
+
+def test_reduced_motion_and_dark_mode_are_respected(site: Site, browser: Browser) -> None:
+    animations = {}
+    for motion in ("no-preference", "reduce"):
+        ctx = browser.new_context(viewport=PHONE, reduced_motion=motion, color_scheme="dark")
+        try:
+            page = site.page(ctx)
+            page.goto(site.hub.url + "/?lang=en")
+            wait_live(page, "en")
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert background == "rgb(18, 20, 22)", background
+            site.gate(40 if motion == "reduce" else 45)
+            page.wait_for_selector("#f-pool.changed")
+            animations[motion] = page.evaluate(
+                "getComputedStyle(document.querySelector('#f-pool .occupancy')).animationName"
+            )
+        finally:
+            ctx.close()
+    assert animations == {"no-preference": "flash", "reduce": "none"}
+    ctx = browser.new_context(viewport=PHONE, color_scheme="light")
+    try:
+        page = ctx.new_page()
+        page.goto(site.hub.url + "/?lang=en")
+        assert (
+            page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
+        )
+    finally:
+        ctx.close()
+
+
+def test_the_pages_work_without_javascript(site: Site, browser: Browser) -> None:
+    ctx = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    try:
+        page = ctx.new_page()
+        page.goto(site.hub.url + "/?lang=en")
+        status = page.locator("#connection").inner_text()
+        assert status.startswith("Figures as of ") and "Reload" in status
+        assert occupancy_of(page, "pool") == str(site.hub.facility("pool")["occupancy"])
+        assert page.locator("#f-rink .ice").inner_text().startswith("ice ")
+        page.get_by_role("link", name="Swimming hall").click()
+        assert page.locator("svg.day-chart").count() == 1
+        page.get_by_role("link", name="About this service").click()
+        assert page.locator("h1").inner_text() == "About this service"
+    finally:
+        ctx.close()
+
+
+def test_the_connection_drop_is_shown_and_the_page_reconnects(
+    site: Site, context: BrowserContext
+) -> None:
+    page = context.new_page()  # its failed reconnects log errors on purpose
+    page.goto(site.hub.url + "/?lang=en")
+    wait_live(page, "en")
+    site.hub.stop()
+    try:
+        status = page.locator("#connection.is-offline")
+        status.wait_for(timeout=10_000)
+        assert status.inner_text().startswith("Connection lost: figures are not updating.")
+        # Backoff: the announced wait grows while the hub stays away (1 s, 2 s, 4 s ± jitter).
+        waits: list[int] = []
+        deadline = time.monotonic() + 15
+        while len(set(waits)) < 3 and time.monotonic() < deadline:
+            text = status.inner_text() if status.count() else ""
+            if "in " in text:
+                value = int(text.rsplit("in ", 1)[1].split()[0])
+                if not waits or value != waits[-1]:
+                    waits.append(value)
+            page.wait_for_timeout(100)
+        assert len(set(waits)) >= 3 and max(waits) >= 3, waits
+    finally:
+        site.hub.start()
+    wait_live(page, "en")  # reconnected by itself, no reload
+    site.gate(33)
+    page.wait_for_function(
+        "() => document.querySelector('#f-pool .occupancy').textContent === '33'"
+    )
+
+
+def test_first_load_is_light_first_party_and_cookie_free(site: Site, browser: Browser) -> None:
+    ctx = browser.new_context(viewport=PHONE)
+    sizes: list[tuple[str, int]] = []
+    try:
+        page = ctx.new_page()
+
+        def finished(request: Any) -> None:
+            s = request.sizes()
+            sizes.append((request.url, s["responseBodySize"] + s["responseHeadersSize"]))
+
+        page.on("requestfinished", finished)
+        page.goto(site.hub.url + "/?lang=fi")
+        wait_live(page, "fi")
+        page.wait_for_load_state("networkidle")
+        total = sum(size for url, size in sizes if not url.endswith(".jpg"))
+        print(f"\nfirst load of the list page: {total} bytes in {len(sizes)} responses")
+        for url, size in sizes:
+            print(f"  {size:6d}  {url}")
+        assert 0 < total <= FIRST_LOAD_BUDGET, total
+        assert all(url.startswith(site.hub.url) for url, _ in sizes), sizes
+        assert ctx.cookies() == []
+        assert page.evaluate("document.cookie") == ""
+        assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+        # Readable at 360 px: nothing wider than the screen.
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.goto(site.hub.url + "/facilities/pool?lang=fi")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        ctx.close()
+
+
+def test_screenshots_at_phone_and_desktop_widths(site: Site, browser: Browser) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    written = []
+    for name, viewport, scheme in (
+        ("phone", PHONE, "light"),
+        ("desktop", DESKTOP, "light"),
+        ("phone-dark", PHONE, "dark"),
+    ):
+        ctx = browser.new_context(viewport=viewport, color_scheme=scheme)
+        try:
+            page = ctx.new_page()
+            for slug, path in (
+                ("list", "/?lang=fi"),
+                ("facility", "/facilities/field?lang=en"),
+                ("rink", "/facilities/rink?lang=sv"),
+                ("camera", "/facilities/carpets?lang=fi"),
+                ("about", "/about?lang=en"),
+            ):
+                page.goto(site.hub.url + path)
+                wait_live(page, path.rsplit("=", 1)[1])
+                target = ARTIFACTS / f"{slug}-{name}.png"
+                page.screenshot(path=str(target), full_page=True)
+                written.append(target)
+        finally:
+            ctx.close()
+    for target in written:
+        assert target.stat().st_size > 5000, target  # a real picture, not an empty page
+
+
+def test_no_script_errors_or_policy_violations(site: Site) -> None:
+    """Collected over the whole module: the pages ran without errors or CSP reports."""
+    assert site.console_errors == [], site.console_errors

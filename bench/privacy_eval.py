@@ -246,7 +246,8 @@ def scene(dataset: Path, frames: int, seed: int, modes: list[Mode]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=Path, nargs="?", help="folder with images/, person-masks/")
+    parser.add_argument("--dataset", dest="dataset_option", type=Path, help="the same, by name")
     parser.add_argument("--scene", action="store_true", help="a fixed-camera sequence")
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
@@ -254,6 +255,9 @@ def main() -> None:
         "--modes", default="background,pixelate", help="for --scene: background,pixelate,fill"
     )
     args = parser.parse_args()
+    args.dataset = args.dataset_option or args.dataset
+    if args.dataset is None:
+        parser.error("give the dataset folder (DIR or --dataset DIR)")
     if args.scene:
         scene(args.dataset, args.frames, args.seed, [Mode(m) for m in args.modes.split(",")])
     else:

@@ -358,7 +358,7 @@ def one_round(kind: str, args: argparse.Namespace, broker: Broker, workdir: Path
         server.stop()
 
 
-def report(results: list[Result]) -> bool:
+def report(results: list[Result], facilities: int) -> bool:
     print(
         f"{'server':<9} {'clients':>7} {'offered/s':>10} {'delivered/s':>12} {'share':>6} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'CPU s':>6} {'fleet':>6} {'RSS MB':>7} {'peak':>6}"
@@ -378,7 +378,7 @@ def report(results: list[Result]) -> bool:
     print(
         f"\nhub/baseline deliveries/s (medians): {ratio:.2f} (goal >= {GOAL_RATIO}); "
         f"hub p99 {p99:.0f} ms (goal <= {GOAL_P99_MS:.0f}); "
-        f"hub RSS peak {rss:.0f} MB with {hub[0].clients} clients and "
+        f"hub RSS peak {rss:.0f} MB with {hub[0].clients} clients and {facilities} "
         f"facilities (goal <= {GOAL_RSS_MB:.0f}): {'met' if ok else 'NOT met'}"
     )
     return ok
@@ -408,7 +408,7 @@ def main(argv: list[str]) -> int:
                 results.append(one_round(kind, args, broker, workdir))
                 r = results[-1]
                 log(f"{kind}: {r.per_s:.0f} deliveries/s, p99 {r.p99_ms:.0f} ms")
-    return 0 if report(results) else 1
+    return 0 if report(results, args.facilities) else 1
 
 
 if __name__ == "__main__":

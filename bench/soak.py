@@ -199,8 +199,9 @@ def main(argv: list[str]) -> int:
                 rss = hub.rss_mb()
                 if base_rss is None and now - start >= warmup:
                     base_rss = rss
+                busy = 100 * (cpu - last_cpu) / (now - last_t)
                 print(
-                    f"{now - start:>6.0f} {rss:>7.1f} {100 * (cpu - last_cpu) / (now - last_t):>6.0f} "
+                    f"{now - start:>6.0f} {rss:>7.1f} {busy:>6.0f} "
                     f"{stored(db):>8} {metric(port, 'ruuhka_live_clients'):>7.0f} "
                     f"{metric(port, 'ruuhka_live_clients_dropped_total'):>5.0f}",
                     flush=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from edge.camera_config import CameraConfig
 from edge.clock import ClockCheckMode
@@ -20,7 +20,7 @@ from edge.sources.modbus import ModbusConfig
 from edge.sources.onewire import OneWireRinkConfig
 from edge.sources.simulated import SimulatedCameraConfig, SimulatedGateConfig, SimulatedRinkConfig
 from ruuhka.contract import DeviceId
-from ruuhka.settings import MqttSettings, env_first_sources
+from ruuhka.settings import FileSettings, MqttSettings
 
 SourceConfig = Annotated[
     SimulatedGateConfig
@@ -69,7 +69,7 @@ class ReconnectSettings(BaseModel):
         return self
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="RUUHKA_EDGE_", env_nested_delimiter="__", extra="forbid"
     )
@@ -90,14 +90,3 @@ class EdgeSettings(BaseSettings):
     reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_first_sources(init_settings, env_settings)

@@ -17,13 +17,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from hub.crew.settings import CrewSettings
 from hub.fanout import LiveSettings
 from hub.snapshots import SnapshotSettings
 from ruuhka.contract import DeviceId, SourceName, Stream
-from ruuhka.settings import MqttSettings, env_first_sources
+from ruuhka.settings import FileSettings, MqttSettings
 
 LANGUAGES = ("fi", "sv", "en")
 _HOURS_RE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
@@ -218,6 +218,13 @@ class IngestSettings(_Strict):
         description="Every replica's name, the same list on all of them: each facility's "
         "state is derived by exactly one of them (see hub/replicas.py).",
     )
+    derive_username: str | None = Field(
+        default=None,
+        description="The account of a replica's second session (the one that derives its "
+        "facilities) where the broker makes the user name the client id (Mosquitto's "
+        "use_username_as_clientid); unset = the [mqtt] account.",
+    )
+    derive_password: SecretStr | None = None
 
     @model_validator(mode="after")
     def _replication(self) -> IngestSettings:
@@ -276,7 +283,7 @@ class SiteSettings(_Strict):
     )
 
 
-class HubSettings(BaseSettings):
+class HubSettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="RUUHKA_", env_nested_delimiter="__", extra="forbid"
     )
@@ -293,17 +300,6 @@ class HubSettings(BaseSettings):
     snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     facilities: list[Facility] = Field(default_factory=list)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_first_sources(init_settings, env_settings)
 
     @field_validator("facilities")
     @classmethod

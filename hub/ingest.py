@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from ruuhka.contract import (
     parse_topic,
 )
 from ruuhka.mqtt import connect_async, make_client
+from ruuhka.settings import MqttSettings
 
 log = logging.getLogger("ruuhka.ingest")
 
@@ -147,15 +149,16 @@ class Ingest:
                 prior.state if prior else None,
                 prior.tracker if prior else Tracker(),
             )
-        self.client = make_client(
-            settings.mqtt, self._client_id(), persistent=True, manual_ack=True
-        )
+        self.client = make_client(self._mqtt(), self._client_id(), persistent=True, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
     def states(self) -> list[FacilityState]:
         return [d.state for d in self.derivers.values()]
+
+    def _mqtt(self) -> MqttSettings:
+        return self.settings.mqtt
 
     def _client_id(self) -> str:
         """The broker session's name: each replica needs its own."""
@@ -171,7 +174,7 @@ class Ingest:
         self._worker.start()
         connect_async(
             self.client,
-            self.settings.mqtt,
+            self._mqtt(),
             persistent=True,
             receive_maximum=self.settings.ingest.receive_maximum,
         )
@@ -358,8 +361,8 @@ class Ingest:
                 # Only the picture is lost; the next one replaces it anyway.
                 log.exception("could not keep %d camera picture(s)", len(pictures))
         now = datetime.now(UTC)
-        for record in records:
-            self.metrics.accepted.labels(record.stream).inc()
+        for stream, n in Counter(record.stream for record in records).items():
+            self.metrics.accepted.labels(stream).inc(n)
         for msg in batch:
             self.metrics.lag.observe((now - msg.received_at).total_seconds())
         for deriver in changed.values():

@@ -50,6 +50,7 @@ from ruuhka.contract import (
     encode,
     facility_state_topic,
 )
+from ruuhka.settings import MqttSettings
 
 log = logging.getLogger("ruuhka.replicas")
 
@@ -135,6 +136,14 @@ class OwnerIngest(Ingest):
         self._publish_properties = Properties(PacketTypes.PUBLISH)
         self._publish_properties.UserProperty = [(REPLICA_PROPERTY, partition.replica_id)]
         self.client.on_subscribe = self._on_subscribe
+
+    def _mqtt(self) -> MqttSettings:
+        ingest, mqtt_settings = self.settings.ingest, self.settings.mqtt
+        if ingest.derive_username is None:
+            return mqtt_settings
+        return mqtt_settings.model_copy(
+            update={"username": ingest.derive_username, "password": ingest.derive_password}
+        )
 
     def _client_id(self) -> str:
         ingest = self.settings.ingest

@@ -84,7 +84,7 @@ class FacilityDeriver:
         self, reading: Reading, source: str, when: datetime, clock_flags: list[Quality]
     ) -> bool:
         """Fold one reading (effective time ``when``); True when the state changed."""
-        before = self.state.model_dump()
+        before = dict(vars(self.state))  # shallow: every field is replaced, not mutated
         if isinstance(reading, CountPayload):
             self._count(reading, source, when)
         elif isinstance(reading, RinkPayload):
@@ -101,7 +101,7 @@ class FacilityDeriver:
         if self.state.updated_at is None or when > self.state.updated_at:
             self.state.updated_at = when
         self.state.quality = [Quality(q) for q in self.tracker.sticky] + clock_flags
-        changed = self.state.model_dump() != before
+        changed = vars(self.state) != before
         if changed:
             self.state.revision += 1
         return changed

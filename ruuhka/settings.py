@@ -99,8 +99,19 @@ def load_settings(cls: type[S], path: Path | None) -> S:
         raise ConfigError(_format_errors(path or Path("environment"), exc)) from None
 
 
-def env_first_sources(
-    init_settings: PydanticBaseSettingsSource, env_settings: PydanticBaseSettingsSource
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    """Let the environment override the file (the file arrives as init kwargs)."""
-    return env_settings, init_settings
+class FileSettings(BaseSettings):
+    """Settings read from a TOML file, which the environment may override.
+
+    The file's contents arrive as init kwargs, so the environment source is put
+    first; no .env files or secret directories are read."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings

@@ -144,9 +144,9 @@ def test_the_queue_survives_closing_the_page(hub: CrewHub, browser: Browser) -> 
         page.click("#f-carpets button[value=cleaned]")
         page.wait_for_selector("#crew-queue:not([hidden])")
         page.close()  # the phone goes back in the pocket
+        assert history(hub, "carpets") == []
 
         phone.context.set_offline(False)
-        assert history(hub, "carpets") == []
         again = phone.page()
         again.goto(f"{hub.url}/crew?lang=en")  # next time the page is opened
         arrived = wait_for(lambda: history(hub, "carpets"), 20, "the queued entry to arrive")

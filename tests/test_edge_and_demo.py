@@ -125,7 +125,12 @@ def test_demo_runs_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
         assert status == 200 and "Central swimming hall" in page
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        demo.wait(30)
+        try:
+            demo.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)  # leave nothing behind, then fail
+            demo.wait(10)
+            raise
     assert "Ruuhka demo stopped" in demo.stdout.read()
     time.sleep(0.5)
     for what, p in (("broker", broker_port), ("hub", port)):

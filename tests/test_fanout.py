@@ -225,6 +225,7 @@ def test_a_client_that_stops_reading_is_dropped_and_no_one_waits(
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # uvicorn's older protocol
+@pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated")
 def test_under_another_websocket_server_each_message_goes_through_asgi() -> None:
     """uvicorn's older websockets protocol has no transport to write to directly:
     the fan-out falls back to one ASGI send per message, paced the same way."""

@@ -19,9 +19,12 @@ from websockets.sync.client import connect
 
 from hub.config import IngestSettings
 from hub.replicas import REPLICA_PROPERTY, owner_of
-from ruuhka.broker import Broker, free_port
+from ruuhka.broker import Broker, free_port, start_broker
+from ruuhka.broker_access import MosquittoConfig, mosquitto_conf
 from ruuhka.contract import Stream, device_topic
-from tests.conftest import HubProcess, http_get, wait_for
+from tests.conftest import HUB_CONFIG, HubProcess, http_get, wait_for
+from tests.test_device_acl import add_quietly, make_ca, make_server_cert
+from tests.test_device_acl import connect as acl_connect
 
 REPLICAS = ["hub-a", "hub-b", "hub-c"]
 READINGS = 3000
@@ -337,3 +340,82 @@ def test_each_facility_has_one_owner_and_a_new_replica_takes_only_its_share() ->
 def test_replica_settings_must_agree(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         IngestSettings(**fields)
+
+
+def test_two_replicas_on_the_production_broker_configuration(tmp_path: Path) -> None:
+    """Mosquitto as deployed (accounts, ACL, user name = client id): each replica's two
+    sessions log in with their own hub accounts, the shared subscription is allowed."""
+    access = tmp_path / "access"
+    names = ["hub-a", "hub-b"]
+    passwords = {
+        account: add_quietly(access, "add-hub", account)
+        for name in names
+        for account in (name, f"{name}-derive")
+    }
+    passwords["test-gate"] = add_quietly(access, "add", "test-gate", "--facility", "pool")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _, ca_key, ca_cert = make_ca(certs, "test-ca")
+    certfile, keyfile = make_server_cert(certs, ca_key, ca_cert)
+    port = free_port()
+    listeners = mosquitto_conf(
+        MosquittoConfig(
+            access_dir=access,
+            tls_port=free_port(),
+            certfile=certfile,
+            keyfile=keyfile,
+            local_port=port,
+        )
+    )
+    with start_broker(tmp_path / "broker", port=port, prefer="mosquitto", listeners=listeners):
+        hubs = []
+        try:
+            for name in names:
+                hub_port = free_port()
+                config = tmp_path / f"{name}.toml"
+                text = HUB_CONFIG.format(
+                    mqtt_url=f"mqtt://127.0.0.1:{port}",
+                    db=tmp_path / "shared.db",
+                    port=hub_port,
+                    client_id="ignored-the-broker-uses-the-user-name",
+                ).replace(
+                    "[mqtt]\n",
+                    f'[mqtt]\nusername = "{name}"\npassword = "{passwords[name]}"\n',
+                    1,
+                )
+                text = text.replace(
+                    "[ingest]\n",
+                    f'[ingest]\nshared_group = "ruuhka-hub"\nreplica_id = "{name}"\n'
+                    f"replicas = {json.dumps(names)}\n"
+                    f'derive_username = "{name}-derive"\n'
+                    f'derive_password = "{passwords[name + "-derive"]}"\n',
+                    1,
+                )
+                text = text.replace("[http]\n", "[http]\napi_rate_per_s = 0\n", 1)
+                config.write_text(text, encoding="utf-8")
+                config.chmod(0o600)
+                hubs.append(HubProcess(config, hub_port, tmp_path / f"{name}.log").start())
+            for hub in hubs:
+                wait_for(
+                    lambda hub=hub: hub.metric("ruuhka_replica_derive_connected") == 1,
+                    30,
+                    "the owner session's subscriptions",
+                )
+            gate = acl_connect(port, "test-gate", passwords["test-gate"])
+            try:
+                for seq in range(1, 21):
+                    body = {"seq": seq, "ts": datetime.now(UTC).isoformat(), "counter": "main"}
+                    body |= {"entries": 10 * seq, "exits": 9 * seq}
+                    gate.publish("ruuhka/v1/devices/test-gate/count", json.dumps(body).encode())
+            finally:
+                gate.close()
+            for hub in hubs:
+                wait_for(lambda h=hub: h.facility("pool")["occupancy"] == 19, 30, "occupancy")
+            stored = [accepted(hub) for hub in hubs]
+            assert sum(stored) == 20 and all(stored), stored
+            for hub in hubs:
+                log = hub.log.read_text()
+                assert "refused" not in log and "disconnected" not in log, log[-2000:]
+        finally:
+            for hub in hubs:
+                hub.stop()

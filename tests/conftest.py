@@ -19,7 +19,9 @@ import pytest
 
 from ruuhka.broker import Broker, free_port, start_broker
 
-HUB_CONFIG = """\
+# The broker, store, HTTP and session part of every test hub's configuration;
+# each test adds its own facilities and sections (all placeholders for .format).
+HUB_CONNECTION = """\
 [mqtt]
 url = "{mqtt_url}"
 
@@ -32,6 +34,11 @@ port = {port}
 
 [ingest]
 client_id = "{client_id}"
+"""
+
+HUB_CONFIG = (
+    HUB_CONNECTION
+    + """\
 max_payload_bytes = 4096
 
 [[facilities]]
@@ -60,6 +67,7 @@ name = {{ fi = "Mattolaituri", en = "Carpet washing" }}
 device = "test-cam"
 camera = "yard"
 """
+)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

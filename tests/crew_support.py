@@ -17,23 +17,13 @@ from typing import Any
 import httpx
 
 from ruuhka.broker import Broker, free_port, start_broker
-from tests.conftest import HubProcess
+from tests.conftest import HUB_CONNECTION, HubProcess
 
 PASSWORD = "correct horse battery"
 
-CREW_HUB_CONFIG = """\
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[ingest]
-client_id = "{client_id}"
+CREW_HUB_CONFIG = (
+    HUB_CONNECTION
+    + """\
 
 [crew]
 db = "sqlite:///{crew_db}"
@@ -83,6 +73,7 @@ name = {{ fi = "Mattolaituri", en = "Carpet washing" }}
 device = "crew-cam"
 camera = "yard"
 """
+)
 
 
 def ruuhka_crew(

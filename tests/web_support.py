@@ -17,7 +17,7 @@ from hub.store import SavedState
 from hub.store.sqlite import SQLiteStore
 from ruuhka.broker import Broker, free_port, start_broker
 from ruuhka.contract import FacilityState
-from tests.conftest import HubProcess, mosquitto_pub
+from tests.conftest import HUB_CONNECTION, HubProcess, mosquitto_pub
 
 GATE = "ruuhka/v1/devices/web-gate/count"
 RINK = "ruuhka/v1/devices/web-rink/rink"
@@ -27,19 +27,9 @@ CAMERA = "ruuhka/v1/devices/web-cam/snapshot"
 RINK_STALE_AFTER_S = 4
 ALL_DAY = ", ".join(f'{d} = "00:00-24:00"' for d in ("mon", "tue", "wed", "thu", "fri", "sat"))
 
-WEB_HUB_CONFIG = """\
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[ingest]
-client_id = "{client_id}"
+WEB_HUB_CONFIG = (
+    HUB_CONNECTION
+    + """\
 
 [site]
 default_language = "fi"
@@ -84,6 +74,7 @@ name = {{ fi = "Urheilukenttä", sv = "Idrottsplanen", en = "Sports field" }}
 device = "web-sensor"
 counter = "main"
 """
+)
 
 
 class Seq:

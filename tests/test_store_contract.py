@@ -340,7 +340,10 @@ def test_the_hub_runs_on_influxdb_and_restarts_where_it_stopped(
     hub = HubProcess(config, hub_port, tmp_path / "hub2.log").start()
     try:
         wait_for(lambda: hub.facility("pool")["occupancy"] == 18, 20, "the state to continue")
-        wait_for(lambda: hub.metric("ruuhka_readings_duplicate_total") == 1, 10, "a duplicate")
+        # At least the re-sent reading; a kill between commit and ack also makes the
+        # broker redeliver the last batch, which is stored already. Exactly-once is
+        # checked by the count at the end.
+        wait_for(lambda: hub.metric("ruuhka_readings_duplicate_total") >= 1, 10, "a duplicate")
         since = (start - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
         until = (start + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
         body = hub.get(f"/api/v1/facilities/pool/history?from={since}&to={until}&every=1h")

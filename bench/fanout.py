@@ -29,24 +29,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from hubrun import HubProcess, stop_child, write_hub_config  # bench/, next to this file
 from paho.mqtt.enums import CallbackAPIVersion
-from wsfleet import Fleet, raise_fd_limit  # bench/, next to this file
+from wsfleet import Fleet, raise_fd_limit
 
 from ruuhka.broker import Broker, free_port, start_broker
 from ruuhka.contract import FacilityState, encode, facility_state_topic
@@ -54,24 +54,8 @@ from ruuhka.contract import FacilityState, encode, facility_state_topic
 GOAL_RATIO = 0.7
 GOAL_P99_MS = 100.0
 GOAL_RSS_MB = 200.0
+START_TIMEOUT_S = 60.0
 STATE_TOPICS = "ruuhka/v1/facilities/+/state"
-
-HUB_CONFIG = """\
-# Written by bench/fanout.py.
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-api_rate_per_s = 0
-
-[ingest]
-client_id = "{client_id}"
-"""
 
 FACILITY = """
 [[facilities]]
@@ -91,11 +75,8 @@ def facility_ids(count: int) -> list[str]:
 
 
 def write_config(path: Path, broker: Broker, port: int, facilities: int, tag: str) -> None:
-    text = HUB_CONFIG.format(
-        mqtt_url=broker.url, db=path.parent / f"{tag}.db", port=port, client_id=f"bench-{tag}"
-    )
-    text += "".join(FACILITY.format(id=f, n=n) for n, f in enumerate(facility_ids(facilities)))
-    path.write_text(text, encoding="utf-8")
+    halls = "".join(FACILITY.format(id=f, n=n) for n, f in enumerate(facility_ids(facilities)))
+    write_hub_config(path, broker.url, path.parent / f"{tag}.db", port, f"bench-{tag}", halls)
 
 
 # The baseline server (a child process) ------------------------------------------
@@ -153,16 +134,10 @@ def baseline_main(argv: list[str]) -> int:
 # Servers under test ---------------------------------------------------------------
 
 
-def http_ok(url: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError):
-        return None
-
-
 @dataclass
 class Server:
+    """The hub or the baseline server in a child process, serving WebSockets."""
+
     kind: str
     process: subprocess.Popen[bytes]
     port: int
@@ -170,33 +145,21 @@ class Server:
     @classmethod
     def start(cls, kind: str, config: Path, port: int, workdir: Path) -> Server:
         if kind == "hub":
-            command = [sys.executable, "-m", "ruuhka", "hub", "--config", str(config)]
-        else:
-            command = [
-                sys.executable, str(Path(__file__).resolve()), "_baseline",
-                "--config", str(config), "--port", str(port),
-            ]  # fmt: skip
+            hub = HubProcess(config, port, workdir / "hub.log")
+            hub.wait_connected(START_TIMEOUT_S)
+            return cls(kind, hub.process, port)
+        command = [
+            sys.executable, str(Path(__file__).resolve()), "_baseline",
+            "--config", str(config), "--port", str(port),
+        ]  # fmt: skip
         with (workdir / f"{kind}.log").open("ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        server = cls(kind, process, port)
-        deadline = time.monotonic() + 60
-        while not server.ready():
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not listening(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{kind} did not start; see {workdir / (kind + '.log')}")
             time.sleep(0.2)
-        return server
-
-    def ready(self) -> bool:
-        if self.kind == "hub":
-            health = http_ok(f"http://127.0.0.1:{self.port}/healthz")
-            return bool(health and health.get("mqtt_connected"))
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        return cls(kind, process, port)
 
     @property
     def url(self) -> str:
@@ -210,13 +173,15 @@ class Server:
         return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT if self.kind == "hub" else signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_child(self.process, signal.SIGINT if self.kind == "hub" else signal.SIGTERM)
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def rss_mb(pid: int) -> float:

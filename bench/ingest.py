@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +41,6 @@ import tempfile
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +49,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from hubrun import (
+    HUB_READY_TIMEOUT_S,
+    HubProcess,
+    device_facilities,
+    http_get,
+    write_hub_config,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -66,8 +71,6 @@ RECEIVE_MAXIMUM = 1000
 PUBLISH_INFLIGHT = 1000
 EXITS_EVERY = 7  # exits catch up with entries every 7 readings: occupancy stays 0..6
 PROGRESS_EVERY_S = 2.0
-HUB_READY_TIMEOUT_S = 30.0
-HUB_STOP_TIMEOUT_S = 20.0
 SUBSCRIPTION = TOPIC_ROOT + "/devices/#"
 # Converts this process's monotonic clock to wall time, to line up with the publisher's.
 _WALL_OFFSET = time.time() - time.monotonic()
@@ -351,108 +354,6 @@ class Drain:
 # The hub --------------------------------------------------------------------------
 
 
-HUB_CONFIG_HEAD = """\
-# Written by bench/ingest.py.
-[mqtt]
-url = "{mqtt_url}"
-protocol = "5"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-"""
-
-HUB_FACILITY = """
-[[facilities]]
-id = "{device}"
-kind = "swimming_hall"
-capacity = 1000
-name = {{ en = "Bench facility {device}" }}
-[[facilities.sources]]
-device = "{device}"
-counter = "main"
-"""
-
-
-def write_hub_config(path: Path, broker: Broker, db: Path, port: int, devices: list[str]) -> None:
-    """One facility per device, named after it, counting its "main" counter."""
-    text = HUB_CONFIG_HEAD.format(mqtt_url=broker.url, db=db.resolve(), port=port)
-    text += "".join(HUB_FACILITY.format(device=d) for d in devices)
-    path.write_text(text, encoding="utf-8")
-
-
-def http_get(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode()
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text → {'name{labels}': value}; enough for counters and gauges."""
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                continue
-    return out
-
-
-class HubProcess:
-    """``ruuhka hub`` in a child process, as an operator would run it."""
-
-    def __init__(self, config: Path, port: int, log_path: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        with log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ruuhka", "hub", "--config", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-        except OSError:
-            return "(no hub log)"
-
-    def metrics(self) -> dict[str, float]:
-        return parse_metrics(http_get(self.url + "/metrics"))
-
-    def wait_connected(self, timeout: float = HUB_READY_TIMEOUT_S) -> None:
-        """Until /healthz says the hub is connected to the broker."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"hub exited during startup:\n{self.log_tail()}")
-            try:
-                if json.loads(http_get(self.url + "/healthz", 1.0)).get("mqtt_connected"):
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"hub not connected within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGINT lets uvicorn finish the batch in hand; kill if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(HUB_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
 def wait_subscribed(hub: HubProcess, broker: Broker, probe_device: str) -> None:
     """/healthz turns true before the SUBSCRIBE is acknowledged, so prove the
     subscription: publish a reading from a device the hub does not know until
@@ -601,7 +502,9 @@ def run_hub(args: argparse.Namespace, broker: Broker, prefix: str, workdir: Path
     db = workdir / "bench.db"
     config = workdir / "hub.toml"
     port = free_port()
-    write_hub_config(config, broker, db, port, devices)
+    write_hub_config(
+        config, broker.url, db, port, "ruuhka-hub", device_facilities(devices), api_limit=True
+    )
     hub = HubProcess(config, port, workdir / "hub.log")
     run = Run()
     try:

@@ -35,45 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from ingest import (  # bench/ingest.py, next to this file
-    HubProcess,
-    Publisher,
-    device_ids,
-    expected_occupancy,
-)
+from hubrun import HubProcess, device_facilities, write_hub_config  # bench/, next to this file
+from ingest import Publisher, device_ids, expected_occupancy
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ruuhka.broker import Broker, free_port, start_broker
 from ruuhka.contract import Stream, device_topic
-
-HUB_CONFIG = """\
-# Written by bench/ingest_replicas.py.
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-api_rate_per_s = 0
-
-[ingest]
-client_id = "{client_id}"
-{replication}
-"""
-
-FACILITY = """
-[[facilities]]
-id = "{device}"
-kind = "swimming_hall"
-capacity = 1000
-name = {{ en = "Bench facility {device}" }}
-[[facilities.sources]]
-device = "{device}"
-counter = "main"
-"""
 
 
 def log(text: str) -> None:
@@ -94,24 +61,19 @@ def write_configs(
     setup: Setup, broker: Broker, db: Path, devices: list[str], workdir: Path, prefix: str
 ) -> list[tuple[Path, int]]:
     names = [f"r{n}" for n in range(setup.replicas)]
+    facilities = device_facilities(devices)
     out = []
     for name in names:
         port = free_port()
         replication = (
-            f'shared_group = "{prefix}"\nreplica_id = "{name}"\nreplicas = {json.dumps(names)}'
+            f'shared_group = "{prefix}"\nreplica_id = "{name}"\nreplicas = {json.dumps(names)}\n'
             if setup.shared
             else ""
         )
-        text = HUB_CONFIG.format(
-            mqtt_url=broker.url,
-            db=db,
-            port=port,
-            client_id=f"{prefix}-hub",
-            replication=replication,
-        )
-        text += "".join(FACILITY.format(device=d) for d in devices)
         path = workdir / f"{prefix}-{name}.toml"
-        path.write_text(text, encoding="utf-8")
+        write_hub_config(
+            path, broker.url, db, port, f"{prefix}-hub", facilities, ingest=replication
+        )
         out.append((path, port))
     return out
 

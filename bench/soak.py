@@ -36,6 +36,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from fanout import Server, cpu_seconds  # bench/, next to this file
+from hubrun import write_hub_config
 from paho.mqtt.enums import CallbackAPIVersion
 from wsfleet import Fleet, raise_fd_limit
 
@@ -43,23 +44,6 @@ from ruuhka.broker import Broker, free_port, start_broker
 from ruuhka.contract import Stream, device_topic
 
 GOAL_GROWTH = 0.10
-
-HUB_CONFIG = """\
-# Written by bench/soak.py.
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-api_rate_per_s = 0
-
-[ingest]
-client_id = "soak-hub"
-"""
 
 FACILITY = """
 [[facilities]]
@@ -175,9 +159,8 @@ def main(argv: list[str]) -> int:
     with start_broker(workdir / "broker", prefer="mosquitto") as broker:
         port = free_port()
         config = workdir / "hub.toml"
-        text = HUB_CONFIG.format(mqtt_url=broker.url, db=db, port=port)
-        text += "".join(FACILITY.format(n=n) for n in range(args.facilities))
-        config.write_text(text, encoding="utf-8")
+        sites = "".join(FACILITY.format(n=n) for n in range(args.facilities))
+        write_hub_config(config, broker.url, db, port, "soak-hub", sites)
         hub = Server.start("hub", config, port, workdir)
         readings = Readings(broker, args.facilities)
         fleet = None

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ruuhka-bench: {script} not found; run from a source checkout", file=sys.stderr)
         return 2
     sys.argv = [str(script), *args[1:]]
-    sys.path.insert(0, str(BENCH_DIR.parent))
+    # As `python bench/X.py` would: the script's folder first (benches import each
+    # other), and the checkout for the project's own packages.
+    sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]
     runpy.run_path(str(script), run_name="__main__")
     return 0
 

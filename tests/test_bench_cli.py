@@ -37,3 +37,12 @@ def test_privacy_evaluation_runs_on_a_dataset_folder(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "stills: 1 images, 1 with people" in result.stdout
     assert "recall" in result.stdout and "utility" in result.stdout
+
+
+def test_every_benchmark_starts_and_finds_its_sibling_modules() -> None:
+    from ruuhka.bench_cli import SCRIPTS
+
+    for name in SCRIPTS:
+        result = run(name, "--help")
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        assert "usage:" in result.stdout, name

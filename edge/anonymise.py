@@ -123,6 +123,9 @@ class Anonymiser:
                 threshold=config.person_threshold,
                 tile_threshold=config.tile_threshold,
                 tile_sides=tuple(config.tile_sides),
+                zooms=tuple(config.zooms),
+                candidate_threshold=config.candidate_threshold,
+                max_candidates=config.max_candidates,
             )
         if faces is None and config.face_detector:
             from edge.detectors import FaceDetector

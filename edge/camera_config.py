@@ -50,6 +50,14 @@ class AnonymiserConfig(_Strict):
         default_factory=lambda: [320, 192],
         description="Tile sizes in native pixels; small people are found in small tiles.",
     )
+    zooms: list[Annotated[float, Field(gt=1, le=8)]] = Field(
+        default_factory=lambda: [2.0, 3.0, 4.0],
+        description="A weak candidate is looked at again, centred, at these multiples of its size.",
+    )
+    candidate_threshold: float = Field(
+        default=0.05, gt=0, lt=1, description="Score from which a box is worth a closer look."
+    )
+    max_candidates: int = Field(default=16, ge=0, description="Closer looks per frame, at most.")
     face_detector: bool = True
     face_threshold: float = Field(default=0.3, gt=0, lt=1)
     foreground: bool = Field(default=True, description="Hide whatever moves (MOG2).")
@@ -58,8 +66,8 @@ class AnonymiserConfig(_Strict):
         default=0.002, gt=0, le=1, description="MOG2 learning rate per frame after calibration."
     )
     foreground_margin_px: int = Field(default=12, ge=0, le=200)
-    margin: float = Field(default=0.1, ge=0, le=2, description="Box margin, fraction of size.")
-    margin_px: int = Field(default=6, ge=0, le=200)
+    margin: float = Field(default=0.05, ge=0, le=2, description="Box margin, fraction of size.")
+    margin_px: int = Field(default=4, ge=0, le=200)
     hold_s: float = Field(default=5.0, ge=0, description="Keep hiding this long after a signal.")
     hold_frames: int = Field(default=2, ge=0, description="…and for at least this many frames.")
     privacy_polygons: list[Polygon] = Field(

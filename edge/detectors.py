@@ -40,6 +40,7 @@ _SSD_FEATURE_MAPS = (19, 10, 5, 3, 2, 1)
 _SSD_ASPECTS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
 _SSD_SCALES = (0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0)
 _SSD_BOX_SCALE = np.array([10.0, 10.0, 5.0, 5.0], np.float32)
+_MIN_LOOK = 64  # native pixels: a closer look never enlarges more than 300/64
 _SSD_ENTRY = "FeatureExtractor/MobilenetV2/MobilenetV2/input"
 _SSD_OUTPUTS = [
     f"BoxPredictor_{layer}/{head}/Conv2D"
@@ -161,8 +162,41 @@ def tile_grid(width: int, height: int, side: int, overlap: float) -> list[Tile]:
     return [Tile(x, y, side, side) for y in starts(height) for x in starts(width)]
 
 
+def closer_looks(
+    candidates: np.ndarray, width: int, height: int, zooms: tuple[float, ...], limit: int
+) -> list[Tile]:
+    """Square views centred on weak candidates, each ``zoom`` times their size.
+
+    A small person scores low in a view where they fill a few anchors; centred
+    and enlarged they are seen at a size the detector knows. Candidates are
+    suppressed against each other (IoU 0.3) and the ``limit`` strongest kept;
+    one too big to enlarge within the picture gets no closer look."""
+    if not zooms or limit <= 0 or len(candidates) == 0:
+        return []
+    short = min(width, height)
+    size = np.maximum(candidates[:, 2] - candidates[:, 0], candidates[:, 3] - candidates[:, 1])
+    candidates = candidates[size * min(zooms) < short]
+    if len(candidates) == 0:
+        return []
+    rects = [
+        [float(x0), float(y0), float(x1 - x0), float(y1 - y0)] for x0, y0, x1, y1, _ in candidates
+    ]
+    keep = np.asarray(cv2.dnn.NMSBoxes(rects, candidates[:, 4].tolist(), 0.0, 0.3)).reshape(-1)
+    views: list[Tile] = []
+    for x0, y0, x1, y1, _ in candidates[keep[:limit]]:
+        for zoom in zooms:
+            side = int(min(short, max(_MIN_LOOK, zoom * max(x1 - x0, y1 - y0))))
+            x = int(min(max(0.0, (x0 + x1 - side) / 2), width - side))
+            y = int(min(max(0.0, (y0 + y1 - side) / 2), height - side))
+            tile = Tile(x, y, side, side)
+            if tile not in views:
+                views.append(tile)
+    return views
+
+
 class PersonDetector:
-    """SSDLite-MobileNetV2 (one class: person) on the whole image and on tiles."""
+    """SSDLite-MobileNetV2 (one class: person) on the whole image and on tiles,
+    then a closer look at each weak candidate."""
 
     def __init__(
         self,
@@ -170,6 +204,9 @@ class PersonDetector:
         tile_threshold: float = 0.3,
         tile_sides: tuple[int, ...] = (320, 192),
         tile_overlap: float = 0.25,
+        zooms: tuple[float, ...] = (2.0, 3.0, 4.0),
+        candidate_threshold: float = 0.05,
+        max_candidates: int = 16,
         batch: int = 8,
     ) -> None:
         graph = model_file(PERSON_PACKAGE, PERSON_GRAPH)
@@ -182,6 +219,9 @@ class PersonDetector:
         self.tile_threshold = tile_threshold
         self.tile_sides = tile_sides
         self.tile_overlap = tile_overlap
+        self.zooms = zooms
+        self.candidate_threshold = candidate_threshold
+        self.max_candidates = max_candidates
         self.batch = batch
 
     def _scores_and_boxes(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -208,33 +248,47 @@ class PersonDetector:
         return results
 
     def detect(self, image: np.ndarray) -> np.ndarray:
-        """Every candidate box above its threshold (no suppression: for hiding,
-        the union of overlapping boxes is what counts)."""
+        """Every box above its view's threshold (no suppression: for hiding, the
+        union of overlapping boxes is what counts)."""
         height, width = image.shape[:2]
         views: list[tuple[Tile, float]] = [(Tile(0, 0, width, height), self.threshold)]
         for side in self.tile_sides:
             views += [
                 (t, self.tile_threshold) for t in tile_grid(width, height, side, self.tile_overlap)
             ]
-        found: list[np.ndarray] = []
-        for start in range(0, len(views), self.batch):
-            chunk = views[start : start + self.batch]
-            crops = [image[t.y : t.y + t.h, t.x : t.x + t.w] for t, _ in chunk]
-            for (tile, threshold), (score, boxes) in zip(
-                chunk, self._scores_and_boxes(crops), strict=True
-            ):
-                keep = score > threshold
-                if not keep.any():
-                    continue
-                b = boxes[keep] * np.array([tile.w, tile.h, tile.w, tile.h], np.float32)
-                b += np.array([tile.x, tile.y, tile.x, tile.y], np.float32)
-                found.append(np.column_stack([b, score[keep]]))
+        found, weak = self._detect_views(image, views)
+        looks = closer_looks(weak, width, height, self.zooms, self.max_candidates)
+        found += self._detect_views(image, [(t, self.tile_threshold) for t in looks])[0]
         if not found:
             return empty_boxes()
         out = np.concatenate(found).astype(np.float32)
         np.clip(out[:, 0:4:2], 0, width, out=out[:, 0:4:2])
         np.clip(out[:, 1:4:2], 0, height, out=out[:, 1:4:2])
         return out
+
+    def _detect_views(
+        self, image: np.ndarray, views: list[tuple[Tile, float]]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Boxes above each view's threshold, and the weak ones (above
+        ``candidate_threshold`` only), in image pixels."""
+        found: list[np.ndarray] = []
+        weak: list[np.ndarray] = []
+        for start in range(0, len(views), self.batch):
+            chunk = views[start : start + self.batch]
+            crops = [image[t.y : t.y + t.h, t.x : t.x + t.w] for t, _ in chunk]
+            for (tile, threshold), (score, boxes) in zip(
+                chunk, self._scores_and_boxes(crops), strict=True
+            ):
+                seen = score > min(threshold, self.candidate_threshold)
+                if not seen.any():
+                    continue
+                b = boxes[seen] * np.array([tile.w, tile.h, tile.w, tile.h], np.float32)
+                b += np.array([tile.x, tile.y, tile.x, tile.y], np.float32)
+                rows = np.column_stack([b, score[seen]])
+                strong = rows[:, 4] > threshold
+                found.append(rows[strong])
+                weak.append(rows[~strong])
+        return found, np.concatenate(weak) if weak else empty_boxes()
 
 
 class FaceDetector:

@@ -325,6 +325,57 @@ def test_person_graph_loads_without_tensorflow_and_has_all_ssd_anchors() -> None
     assert tile_grid(W, H, 400, 0.25) == []
 
 
+def test_closer_looks_are_centred_enlarged_and_bounded() -> None:
+    from edge.detectors import closer_looks
+
+    weak = np.array(
+        [
+            [100, 60, 110, 80, 0.2],  # small: 20 px tall
+            [101, 61, 111, 81, 0.15],  # the same one again: suppressed
+            [10, 10, 20, 30, 0.12],
+            [0, 0, 200, 150, 0.2],  # too big to enlarge
+        ],
+        np.float32,
+    )
+    looks = closer_looks(weak, W, H, (2.0, 4.0), limit=16)
+    assert len(looks) == 4  # two candidates, two zooms each; the big one gets none
+    for look in looks:
+        assert look.x >= 0 and look.x + look.w <= W and look.y >= 0 and look.y + look.h <= H
+    big = max(looks, key=lambda t: t.w)
+    assert big.w == 80 and big.x <= 100 and big.x + big.w >= 110  # 4x, around the box
+    assert len(closer_looks(weak, W, H, (2.0, 4.0), limit=1)) == 2  # the strongest only
+    assert closer_looks(weak, W, H, (), limit=16) == []
+
+
+def test_a_weak_small_candidate_is_confirmed_by_a_closer_look() -> None:
+    """A stand-in scorer that, like the real one, sees a small thing weakly and
+    the same thing enlarged strongly: only the closer look reports it."""
+    from edge.detectors import PersonDetector
+
+    class SizeSensitive(PersonDetector):
+        def _scores_and_boxes(self, images: list[np.ndarray]) -> list:
+            out = []
+            for crop in images:
+                ys, xs = np.nonzero(crop[:, :, 0] > 250)
+                if len(ys) == 0:
+                    out.append((np.zeros(1), np.zeros((1, 4))))
+                    continue
+                h, w = crop.shape[:2]
+                box = np.array(
+                    [[xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h]]
+                )
+                out.append((np.array([0.9 if (ys.max() - ys.min()) > h / 5 else 0.15]), box))
+            return out
+
+    frame = np.full((H, W, 3), 100, np.uint8)
+    frame[70:90, 150:158] = 255  # 20 px tall in a 160 px picture
+    found = SizeSensitive(threshold=0.3, tile_sides=(), zooms=(3.0,)).detect(frame)
+    assert len(found) >= 1 and found[:, 4].max() == pytest.approx(0.9)
+    x0, y0, x1, y1 = found[found[:, 4].argmax(), :4]
+    assert (x0, y0, x1, y1) == pytest.approx((150, 70, 158, 90), abs=1)
+    assert len(SizeSensitive(threshold=0.3, tile_sides=(), zooms=()).detect(frame)) == 0
+
+
 def test_face_detector_runs_at_any_input_size() -> None:
     """One network reused across input sizes: onnxruntime with symbolic dimensions."""
     from edge.detectors import FaceDetector

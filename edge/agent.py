@@ -125,6 +125,7 @@ class Agent:
             settings.state_dir / f"{settings.device_id}.outbox.db",
             settings.device_id,
             max_rows=settings.outbox.max_rows,
+            max_picture_bytes=settings.outbox.max_picture_bytes,
             commit_interval_s=settings.outbox.commit_interval_s,
             delete_delay_s=settings.outbox.delete_delay_s,
         )

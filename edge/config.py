@@ -42,6 +42,11 @@ class OutboxSettings(BaseModel):
         description="About 150 MB on disk; at 4 readings a minute, over five months offline. "
         "When full, every other reading of the oldest half is dropped (and counted).",
     )
+    max_picture_bytes: PositiveInt = Field(
+        default=64 * 1024 * 1024,
+        description="Camera pictures waiting to be sent, in bytes (64 MiB: about 10 hours "
+        "of one camera at one picture a minute). Beyond it the oldest are dropped (and counted).",
+    )
     commit_interval_s: float = Field(
         default=1.0,
         ge=0,

@@ -16,6 +16,11 @@ When the outbox holds more than ``max_rows`` readings it is thinned: every
 other reading of the oldest half is deleted, never the newer half, and the
 count is kept (and reported in the heartbeat). Repeated thinning leaves a long
 outage ever sparser towards its start, while the recent past stays complete.
+
+Camera pictures (about 50-230 kB each) also have a budget in bytes,
+``max_picture_bytes``: beyond it the oldest pictures are dropped (and counted),
+so a camera offline for a week cannot fill the SD card; the newest picture is
+always kept, and the hub shows only the newest anyway.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Outbox:
         path: Path,
         device_id: str,
         max_rows: int = 1_000_000,
+        max_picture_bytes: int = 64 * 1024 * 1024,
         commit_interval_s: float = 0.0,
         delete_delay_s: float = 0.0,
     ) -> None:
@@ -76,6 +82,8 @@ class Outbox:
         self.path = path
         self.device_id = device_id
         self.max_rows = max_rows
+        self.max_picture_bytes = max_picture_bytes
+        self._picture_topic = device_topic(device_id, Stream.SNAPSHOT)
         self.commit_interval_s = commit_interval_s
         self.delete_delay_s = delete_delay_s
         self.on_commit: Callable[[], None] | None = None
@@ -91,6 +99,7 @@ class Outbox:
         self._committed_seq = self._next_seq - 1
         self._dropped = self._meta("dropped")
         self._rows = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._pictures = self._picture_sizes()
         self._buffer: list[tuple[int, str, str]] = []
         self._acked: set[int] = set()
         self._first_ack = 0.0
@@ -198,8 +207,21 @@ class Outbox:
                 db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in acked])
                 deleted = db.total_changes - before
                 db.executemany("INSERT INTO outbox VALUES (?, ?, ?)", rows)
+                for seq in acked:
+                    self._pictures.pop(seq, None)
+                self._pictures.update(
+                    (seq, len(payload))
+                    for seq, topic, payload in rows
+                    if topic == self._picture_topic
+                )
                 count = self._rows - deleted + len(rows)
-                dropped = self._thin(count) if count > self.max_rows else 0
+                dropped = self._drop_old_pictures()
+                count -= dropped
+                if count > self.max_rows:
+                    thinned = self._thin(count)
+                    self._pictures = self._picture_sizes()
+                    dropped += thinned
+                    count -= thinned
                 meta = [("next_seq", self._next_seq)] if keep_meta else []
                 if dropped:
                     meta.append(("dropped", self._dropped + dropped))
@@ -208,8 +230,9 @@ class Outbox:
             except BaseException:
                 if db.in_transaction:  # SQLite has already rolled back after SQLITE_FULL
                     db.execute("ROLLBACK")
+                self._pictures = self._picture_sizes()
                 raise
-            self._rows = count - dropped
+            self._rows = count
             self._dropped += dropped
             self._buffer, self._acked, self._meta_dirty = [], set(), False
             if rows:
@@ -219,6 +242,32 @@ class Outbox:
         if rows and self.on_commit is not None:
             self.on_commit()
         return len(rows)
+
+    def _picture_sizes(self) -> dict[int, int]:
+        """seq -> bytes of every picture in the outbox, oldest first."""
+        cursor = self._db.execute(
+            "SELECT seq, length(payload) FROM outbox WHERE topic = ? ORDER BY seq",
+            (self._picture_topic,),
+        )
+        return dict(cursor.fetchall())
+
+    def _drop_old_pictures(self) -> int:
+        """Delete the oldest pictures beyond max_picture_bytes; never the newest."""
+        total = sum(self._pictures.values())
+        old: list[int] = []
+        for seq in sorted(self._pictures)[:-1]:
+            if total <= self.max_picture_bytes:
+                break
+            total -= self._pictures.pop(seq)
+            old.append(seq)
+        if old:
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in old])
+            log.warning(
+                "outbox holds more than %d bytes of pictures: dropped the %d oldest",
+                self.max_picture_bytes,
+                len(old),
+            )
+        return len(old)
 
     def _thin(self, count: int) -> int:
         """Delete every other of the oldest half until within max_rows; never the newer half."""

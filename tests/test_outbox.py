@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import Outbox
-from ruuhka.contract import CountPayload, RinkPayload, Stream, parse_payload, parse_topic
+from ruuhka.contract import (
+    CountPayload,
+    RinkPayload,
+    SnapshotPayload,
+    Stream,
+    parse_payload,
+    parse_topic,
+)
 from tests.conftest import wait_for
 
 DEVICE = "test-gate"
@@ -290,3 +297,46 @@ def test_seq_survives_a_crash_after_everything_was_acknowledged(path: Path) -> N
     assert seqs(third) == [2]
     assert third.put(Stream.COUNT, count(3)) == 3
     third.close()
+
+
+def test_pictures_beyond_their_byte_budget_drop_the_oldest_and_spare_readings(
+    path: Path,
+) -> None:
+    def picture(n: int) -> dict[str, object]:
+        jpeg = "/9j/" + "A" * 996  # what the contract takes for a JPEG, 1 kB
+        return {"camera": "yard", "people": n, "width": 8, "height": 8, "jpeg_b64": jpeg}
+
+    def held(box: Outbox) -> tuple[list[int], list[int]]:
+        """People of the pictures and entries of the counts waiting, oldest first."""
+        people, entries = [], []
+        for item in box.after(-1, 100):
+            stream = parse_topic(item.topic)[1]
+            reading = parse_payload(stream, item.payload)
+            if isinstance(reading, SnapshotPayload):
+                people.append(reading.people)
+            elif isinstance(reading, CountPayload):
+                entries.append(reading.entries)
+        return people, entries
+
+    box = Outbox(path, DEVICE, max_picture_bytes=3500)
+    for n in range(10):
+        box.put(Stream.SNAPSHOT, picture(n))
+        box.put(Stream.COUNT, count(n))
+    # The newest three pictures fit in 3,500 bytes; counts are never dropped for them.
+    assert held(box) == ([7, 8, 9], list(range(10)))
+    assert box.dropped() == 7
+    box.ack([item.seq for item in box.after(-1, 100)][-2:])  # picture 9 and count 9 sent
+    box.flush()
+    box.close()
+
+    again = Outbox(path, DEVICE, max_picture_bytes=3500)  # sizes are read back at start
+    again.put(Stream.SNAPSHOT, picture(10))
+    again.put(Stream.SNAPSHOT, picture(11))
+    assert held(again) == ([8, 10, 11], list(range(9)))
+    assert again.dropped() == 8
+    again.close()
+
+    lone = Outbox(path.with_name("lone.db"), DEVICE, max_picture_bytes=10)
+    lone.put(Stream.SNAPSHOT, picture(1))
+    assert held(lone) == ([1], [])  # the newest picture stays, however large
+    lone.close()

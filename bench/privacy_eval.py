@@ -24,8 +24,11 @@ person pixel that already looks like the background is left out), a
 non-person pixel is kept when it differs by at most TOL. Goals: recall >=
 0.999, utility >= 0.8.
 
+``--flip`` and ``--scale F`` run the stills on mirrored or scaled copies: the
+same people in other pixels, a check against reading too much into one set.
+
 Usage:
-    .venv/bin/python bench/privacy_eval.py ../shared/data/people-dev
+    .venv/bin/python bench/privacy_eval.py ../shared/data/people-dev [--flip] [--scale 0.75]
     .venv/bin/python bench/privacy_eval.py ../shared/data/people-dev --scene [--frames 150]
 """
 
@@ -61,7 +64,21 @@ def pairs(dataset: Path) -> list[tuple[Path, Path]]:
     return out
 
 
-def stills(dataset: Path) -> None:
+def variant(image: np.ndarray, person: np.ndarray, flip: bool, scale: float) -> tuple:
+    """The same photograph mirrored and/or scaled, for a check that the figures
+    do not hang on the exact pixels of the set."""
+    if scale != 1.0:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
+        person = cv2.resize(
+            person.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+    if flip:
+        image, person = cv2.flip(image, 1), cv2.flip(person.astype(np.uint8), 1).astype(bool)
+    return image, person
+
+
+def stills(dataset: Path, flip: bool = False, scale: float = 1.0) -> None:
     anonymiser = Anonymiser(AnonymiserConfig(mode=Mode.PIXELATE))
     hidden = total = kept = free = 0
     low: list[tuple[float, str]] = []
@@ -71,6 +88,7 @@ def stills(dataset: Path) -> None:
     for image_path, mask_path in items:
         image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         person = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127
+        image, person = variant(image, person, flip, scale)
         started = time.perf_counter()
         mask = anonymiser.still_mask(image)
         elapsed += time.perf_counter() - started
@@ -85,7 +103,8 @@ def stills(dataset: Path) -> None:
                 low.append((recall, image_path.name))
     recall, utility = hidden / total, kept / free
     worst = min(per_image) if per_image else (1.0, "-")
-    print(f"stills: {len(items)} images, {len(per_image)} with people")
+    changed = ", mirrored" * flip + f", scaled {scale:g}x" * (scale != 1.0)
+    print(f"stills: {len(items)} images, {len(per_image)} with people{changed}")
     for mode in (Mode.PIXELATE, Mode.FILL):
         print(f"  {mode.value:9s} recall {recall:.4f}  utility {utility:.4f}")
     print(f"  images below 0.5 recall: {len(low)}  {', '.join(n for _, n in sorted(low))}")
@@ -249,6 +268,8 @@ def main() -> None:
     parser.add_argument("dataset", type=Path, nargs="?", help="folder with images/, person-masks/")
     parser.add_argument("--dataset", dest="dataset_option", type=Path, help="the same, by name")
     parser.add_argument("--scene", action="store_true", help="a fixed-camera sequence")
+    parser.add_argument("--flip", action="store_true", help="stills: mirror every photograph")
+    parser.add_argument("--scale", type=float, default=1.0, help="stills: scale every photograph")
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -261,7 +282,9 @@ def main() -> None:
     if args.scene:
         scene(args.dataset, args.frames, args.seed, [Mode(m) for m in args.modes.split(",")])
     else:
-        stills(args.dataset)
+        if not 0.1 <= args.scale <= 4:
+            parser.error("--scale must be between 0.1 and 4")
+        stills(args.dataset, args.flip, args.scale)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ CACHE_MAX_AGE_S = 15
 router = APIRouter()
 
 
-@router.get(
+@router.api_route(
     "/api/v1/facilities/{facility_id}/snapshot.jpg",
+    methods=["GET", "HEAD"],  # HEAD: caches and link checkers ask without the picture
     response_class=Response,
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "The latest anonymised picture."},

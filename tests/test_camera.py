@@ -248,6 +248,10 @@ def test_trail_camera_to_public_snapshot_url(tmp_path: Path, hub: HubProcess, br
         with pytest.raises(urllib.error.HTTPError) as not_modified:
             urllib.request.urlopen(request, timeout=10)
         assert not_modified.value.code == 304
+        head = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(head, timeout=10) as response:
+            assert response.headers["ETag"] == headers["ETag"] and response.read() == b""
+            assert response.headers["Content-Type"] == "image/jpeg"
         # Night falls: the camera says why, the count becomes unknown, the picture stays.
         drop(folder, [(yard() // 10).astype(np.uint8)], start=100)
         dark = wait_for(

@@ -15,24 +15,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ruuhka.local_hub import local_hub_toml
+
 HUB_READY_TIMEOUT_S = 30.0
 HUB_STOP_TIMEOUT_S = 20.0
-
-HUB_CONFIG = """\
-# Written by {script}.
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-{http}
-[ingest]
-client_id = "{client_id}"
-{ingest}"""
 
 DEVICE_FACILITY = """
 [[facilities]]
@@ -65,13 +51,12 @@ def write_hub_config(
     """``facilities`` and ``ingest`` are TOML ending in a newline: the facility
     tables and extra [ingest] lines. The hub's /api/ rate limit is off unless
     ``api_limit``: a fleet of clients from one address would hit it."""
-    text = HUB_CONFIG.format(
-        script=sys.argv[0],
-        mqtt_url=mqtt_url,
-        db=db.resolve(),
-        port=port,
-        http="" if api_limit else "api_rate_per_s = 0\n",
-        client_id=client_id,
+    text = f"# Written by {sys.argv[0]}.\n" + local_hub_toml(
+        mqtt_url,
+        db.resolve(),
+        port,
+        client_id,
+        http="" if api_limit else "api_rate_per_s = 0",
         ingest=ingest,
     )
     path.write_text(text + facilities, encoding="utf-8")

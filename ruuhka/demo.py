@@ -15,22 +15,14 @@ import urllib.request
 from pathlib import Path
 
 from ruuhka.broker import free_port, start_broker
+from ruuhka.local_hub import local_hub_toml
 
 log = logging.getLogger("ruuhka.demo")
 
-DEMO_CONFIG = """\
-# Written by `ruuhka demo`. A hub configuration for three example facilities.
-[mqtt]
-url = "{mqtt_url}"
-protocol = "{protocol}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
+DEMO_CONFIG = (
+    "# Written by `ruuhka demo`. A hub configuration for three example facilities.\n"
+    + local_hub_toml("{mqtt_url}", "{db}", "{port}", protocol="{protocol}")
+    + """
 [[facilities]]
 id = "uimahalli"
 kind = "swimming_hall"
@@ -60,6 +52,7 @@ device = "kentta-sensors"
 counter = "main"
 sensor = "ice"
 """
+)
 
 
 def _port_free(port: int) -> bool:

@@ -18,23 +18,11 @@ from typing import Any
 import pytest
 
 from ruuhka.broker import Broker, free_port, start_broker
+from ruuhka.local_hub import local_hub_toml
 
 # The broker, store, HTTP and session part of every test hub's configuration;
 # each test adds its own facilities and sections (all placeholders for .format).
-HUB_CONNECTION = """\
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[ingest]
-client_id = "{client_id}"
-"""
+HUB_CONNECTION = local_hub_toml("{mqtt_url}", "{db}", "{port}", "{client_id}")
 
 HUB_CONFIG = (
     HUB_CONNECTION

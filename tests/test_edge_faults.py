@@ -42,24 +42,12 @@ from edge.sources.simulated import (
 )
 from ruuhka.broker import Broker
 from ruuhka.contract import Stream
+from ruuhka.local_hub import local_hub_toml
 from tests.conftest import HubProcess, wait_for
 
 DEVICES = ("fault-a", "fault-b", "fault-c", "fault-kill", "fault-day")
 
-HUB_CONFIG = """\
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[ingest]
-client_id = "fault-hub-{pid}"
-"""
+HUB_CONFIG = local_hub_toml("{mqtt_url}", "{db}", "{port}", "fault-hub-{pid}")
 
 FACILITY = """
 [[facilities]]

@@ -25,29 +25,19 @@ from websockets.sync.client import connect
 from hub.fanout import DirectSink, Fanout, LiveSettings, ServerSend
 from ruuhka.broker import Broker, free_port
 from ruuhka.contract import FacilityState, encode, facility_state_topic, utcnow
+from ruuhka.local_hub import local_hub_toml
 from tests.conftest import HubProcess, wait_for
 
 FACILITIES = [f"site-{i:02d}" for i in range(100)]
 
-CONFIG = """\
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-api_rate_per_s = 0
-
-[ingest]
-client_id = "fanout-test"
-
+CONFIG = (
+    local_hub_toml("{mqtt_url}", "{db}", "{port}", "fanout-test", http="api_rate_per_s = 0")
+    + """
 [live]
 max_rate_hz = {rate}
 send_timeout_s = {send_timeout}
 """
+)
 
 FACILITY = """
 [[facilities]]

@@ -22,6 +22,7 @@ from hub.replicas import REPLICA_PROPERTY, owner_of
 from ruuhka.broker import Broker, free_port, start_broker
 from ruuhka.broker_access import MosquittoConfig, mosquitto_conf
 from ruuhka.contract import Stream, device_topic
+from ruuhka.local_hub import local_hub_toml
 from tests.conftest import HUB_CONFIG, HubProcess, http_get, wait_for
 from tests.test_device_acl import add_quietly, make_ca, make_server_cert
 from tests.test_device_acl import connect as acl_connect
@@ -33,24 +34,14 @@ GATES = [f"gate-{i}" for i in range(2 * GATE_FACILITIES)]
 DEVICES = [*GATES, "rink-sensor", "gym-desk"]
 PER_DEVICE = READINGS // len(DEVICES)
 
-CONFIG_HEAD = """\
-[mqtt]
-url = "{mqtt_url}"
-
-[store]
-url = "sqlite:///{db}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-api_rate_per_s = 0
-
-[ingest]
-client_id = "replica-test"
-shared_group = "ruuhka-hub"
-replica_id = "{replica}"
-replicas = {replicas}
-"""
+CONFIG_HEAD = local_hub_toml(
+    "{mqtt_url}",
+    "{db}",
+    "{port}",
+    "replica-test",
+    http="api_rate_per_s = 0",
+    ingest='shared_group = "ruuhka-hub"\nreplica_id = "{replica}"\nreplicas = {replicas}',
+)
 
 FACILITY = """
 [[facilities]]

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +24,7 @@ from hub.replicas import OwnerIngest, Partition
 from hub.security import SecurityMiddleware
 from hub.snapshots import SnapshotStore
 from hub.store import Store, open_store
+from hub.trend import recall
 from ruuhka import __version__
 from web import STATIC_DIR
 
@@ -59,6 +61,7 @@ def build_hub(settings: HubSettings) -> Hub:
         owner = OwnerIngest(
             settings, store, metrics, lambda s: live.offer(s, local=True), Partition(settings)
         )
+    recall(live.recent, store, [f.id for f in settings.facilities], datetime.now(UTC))
     for state in ingest.states():
         live.offer(state, local=True)
     return Hub(settings, store, metrics, live, ingest, snapshots, owner)

@@ -2,14 +2,21 @@
 
 The live view feeds every facility state it sees into ``RecentSeries``, which
 keeps about one sample a minute for half an hour, so the trend costs no store
-query and every replica computes the same one from the same states.
+query and every replica computes the same one from the same states. At start
+the series is filled from the store's last half hour, so a restart does not
+leave the arrow blank for ten minutes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from hub.store import Store
+
+log = logging.getLogger("ruuhka.trend")
 
 LOOKBACK = timedelta(minutes=10)
 KEEP = timedelta(minutes=30)
@@ -58,3 +65,20 @@ class RecentSeries:
         if delta <= -threshold:
             return Trend.FALLING
         return Trend.STEADY
+
+
+def recall(series: RecentSeries, store: Store, facilities: list[str], now: datetime) -> None:
+    """Fill the series from the store's per-minute history of the last KEEP.
+
+    Only the arrow depends on it: a store that cannot answer leaves the series
+    empty (the trend unknown for ten minutes), not the hub down."""
+    every_s = int(SAMPLE_EVERY.total_seconds())
+    for facility in facilities:
+        try:
+            buckets = store.history(facility, now - KEEP, now, every_s)
+        except Exception as exc:  # any store error: only the arrow waits
+            log.warning("no recent history for the trend of %s: %s", facility, exc)
+            continue
+        for bucket in buckets:
+            if bucket.occupancy_avg is not None:
+                series.add(facility, bucket.start, round(bucket.occupancy_avg))

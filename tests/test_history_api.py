@@ -8,6 +8,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,46 @@ def test_live_readings_show_up_in_the_history(hub: HubProcess, broker: Broker) -
     body = hub.get(f"{PATH}?from={since}&to={until}&every=1h")
     assert 1 <= sum(b["samples"] for b in body["buckets"]) <= 3  # a point per batch
     assert max(b["occupancy_max"] for b in body["buckets"]) == 10
+
+
+def test_a_restarted_hub_knows_the_trend_at_once(tmp_path: Path, broker: Broker) -> None:
+    """The arrow compares now with ten minutes ago; after a restart the hub
+    takes the last half hour from its store instead of waiting ten minutes."""
+    from hub.state import Tracker
+    from hub.store import SavedState
+    from ruuhka.broker import free_port
+    from ruuhka.contract import FacilityState
+    from tests.conftest import HUB_CONFIG
+
+    store = SQLiteStore(tmp_path / "hub.db")
+    now = datetime.now(UTC).replace(microsecond=0)
+    minutes = range(20, 0, -1)  # 20 minutes ago .. 1 minute ago, filling up
+    store.commit(
+        [],
+        [
+            SavedState(
+                FacilityState(
+                    facility="pool",
+                    revision=n,
+                    occupancy=10 + 2 * n,
+                    updated_at=now - timedelta(minutes=ago),
+                ),
+                Tracker(),
+            )
+            for n, ago in enumerate(minutes, start=1)
+        ],
+        [],
+    )
+    store.close()
+    port = free_port()
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        HUB_CONFIG.format(mqtt_url=broker.url, db=tmp_path / "hub.db", port=port, client_id="t"),
+        encoding="utf-8",
+    )
+    hub = HubProcess(config, port, tmp_path / "hub.log").start()
+    try:
+        pool = hub.facility("pool")
+        assert pool["occupancy"] == 50 and pool["trend"] == "rising"
+    finally:
+        hub.stop()

@@ -9,20 +9,31 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import socket
 import threading
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ruuhka.broker import free_port, start_broker
 from ruuhka.local_hub import local_hub_toml
 
+if TYPE_CHECKING:
+    from hub.config import HubSettings
+
 log = logging.getLogger("ruuhka.demo")
+
+DEMO_CREW = "demo"
 
 DEMO_CONFIG = (
     "# Written by `ruuhka demo`. A hub configuration for three example facilities.\n"
     + local_hub_toml("{mqtt_url}", "{db}", "{port}", protocol="{protocol}")
     + """
+[crew]
+db = "sqlite:///{crew_db}"
+
 [[facilities]]
 id = "uimahalli"
 kind = "swimming_hall"
@@ -53,6 +64,27 @@ counter = "main"
 sensor = "ice"
 """
 )
+
+
+def demo_crew(settings: HubSettings) -> str:
+    """A crew for every facility, with a new random password on every start
+    (printed in the banner), so the crew page can be tried at once."""
+    from hub.crew.accounts import Accounts
+    from hub.crew.db import CrewDB
+
+    assert settings.crew is not None
+    password = secrets.token_urlsafe(12)
+    db = CrewDB.from_url(settings.crew.db)
+    try:
+        accounts = Accounts(db, settings.crew)
+        now = datetime.now(UTC)
+        if accounts.get(DEMO_CREW) is not None:
+            accounts.set_password(DEMO_CREW, password, now)
+        else:
+            accounts.add(DEMO_CREW, password, ["*"], now)
+    finally:
+        db.close()
+    return password
 
 
 def _port_free(port: int) -> bool:
@@ -103,10 +135,12 @@ def run_demo(state_dir: Path, port: int) -> None:
                 protocol=broker.mqtt_protocol,
                 db=(state_dir / "ruuhka.db").resolve(),
                 port=port,
+                crew_db=(state_dir / "crew.db").resolve(),
             ),
             encoding="utf-8",
         )
         settings = load_settings(HubSettings, config_path)
+        password = demo_crew(settings)
         stop = threading.Event()
         agents = agents_for(settings, settings.mqtt, state_dir / "devices")
         url = f"http://127.0.0.1:{port}/"
@@ -114,6 +148,7 @@ def run_demo(state_dir: Path, port: int) -> None:
             f"\n  Ruuhka demo: broker ({broker.kind}) on {broker.url}, hub config {config_path}\n"
             f"  Public page:  {url}\n"
             f"  API:          {url}api/v1/facilities   metrics: {url}metrics\n"
+            f"  Crew page:    {url}crew   crew {DEMO_CREW!r}, password {password}\n"
             "  Press Ctrl-C to stop.\n"
         )
         print(f"Starting the hub on {url} …", flush=True)

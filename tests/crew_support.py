@@ -138,9 +138,10 @@ def iso(when: datetime) -> str:
 class CrewClient:
     """A browser-like client: cookies, the login form's token, the page's CSRF token."""
 
-    def __init__(self, hub: HubProcess, address: str | None = None) -> None:
+    def __init__(self, hub: HubProcess | str, address: str | None = None) -> None:
         headers = {"X-Forwarded-For": address} if address else {}
-        self.http = httpx.Client(base_url=hub.url, headers=headers, timeout=30)
+        base_url = hub if isinstance(hub, str) else hub.url
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=30)
         self.csrf = ""
 
     def login_form(self) -> str:

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ruuhka.broker import Broker, free_port
 from tests.conftest import HubProcess, http_get, wait_for
+from tests.crew_support import CrewClient
 
 EDGE_CONFIG = """\
 device_id = "test-gate"
@@ -107,7 +108,7 @@ def test_demo_runs_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     try:
         banner = ""
         assert demo.stdout is not None
-        while "Public page" not in banner:
+        while "Press Ctrl-C" not in banner:
             line = demo.stdout.readline()
             assert line, "demo exited early"
             banner += line
@@ -123,6 +124,9 @@ def test_demo_runs_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
         wait_for(all_live, 30, "all three demo facilities to report")
         status, page = http_get(url + "/?lang=en")
         assert status == 200 and "Central swimming hall" in page
+        # The banner's crew account logs in to the crew page.
+        password = re.search(r"crew 'demo', password (\S+)", banner).group(1)
+        assert CrewClient(url).login("demo", password).csrf
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         try:

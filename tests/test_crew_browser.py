@@ -9,28 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
+from tests.browser_support import PHONE, axe_violations, chromium
 from tests.conftest import wait_for
 from tests.crew_support import PASSWORD, CrewHub, crew_hub
-
-ROOT = Path(__file__).resolve().parent.parent
-AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PHONE = {"width": 360, "height": 780}
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +29,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrewHub]:
 def browser() -> Iterator[Browser]:
     """A browser per test: Chromium's offline emulation reaches a service worker's
     requests only in the browser's first context, and these tests go offline."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed: run `make test` (it installs it)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 class Phone:
@@ -253,8 +235,6 @@ def test_nearest_facilities_first(hub: CrewHub, browser: Browser) -> None:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_nothing_on_the_crew_pages(hub: CrewHub, browser: Browser, scheme: str) -> None:
-    if not AXE.exists():
-        pytest.fail(f"{AXE} is missing: run `make test` (it runs npm ci in tests/node)")
     phone = Phone(browser, color_scheme=scheme, bypass_csp=True)
     found: dict[str, Any] = {}
     try:
@@ -265,12 +245,7 @@ def test_axe_finds_nothing_on_the_crew_pages(hub: CrewHub, browser: Browser, sch
                 continue
             page.goto(hub.url + path)
             page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
-            page.add_script_tag(path=str(AXE))
-            violations = page.evaluate(
-                """async () => (await axe.run(document, {resultTypes: ['violations']}))
-                    .violations.map(v => ({id: v.id, help: v.help,
-                        nodes: v.nodes.map(n => n.target.join(' '))}))"""
-            )
+            violations = axe_violations(page)
             if violations:
                 found[path] = violations
     finally:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from ruuhka.broker import Broker
+from tests.browser_support import PHONE, ROOT, axe_violations, chromium
 from tests.conftest import HubProcess, wait_for
 from tests.web_support import (
     CAMERA,
@@ -33,32 +33,15 @@ from tests.web_support import (
 )
 from web.i18n import LANGUAGES, catalog
 
-ROOT = Path(__file__).resolve().parent.parent
-AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PHONE = {"width": 360, "height": 780}
 DESKTOP = {"width": 1280, "height": 900}
 FIRST_LOAD_BUDGET = 60 * 1024
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed: run `make test` (it installs it)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 class Site:
@@ -218,22 +201,8 @@ def test_the_language_switch_and_accept_language(site: Site, browser: Browser) -
 AXE_PAGES = ("/", "/facilities/pool", "/facilities/rink", "/facilities/carpets", "/about")
 
 
-def axe_violations(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        """async () => {
-            const r = await axe.run(document, {resultTypes: ['violations']});
-            return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}));
-        }"""
-    )
-    return result
-
-
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_nothing_in_any_language(site: Site, browser: Browser, scheme: str) -> None:
-    if not AXE.exists():
-        pytest.fail(f"{AXE} is missing: run `make test` (it runs npm ci in tests/node)")
     ctx = browser.new_context(viewport=PHONE, color_scheme=scheme, bypass_csp=True)
     found: dict[str, list[dict[str, Any]]] = {}
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -26,6 +27,7 @@ from edge.outbox import Outbox  # noqa: E402
 from edge.sources.camera import CameraSource, FolderFrames  # noqa: E402
 from hub.snapshots import Picture, SnapshotStore, decode_jpeg  # noqa: E402
 from ruuhka.contract import CameraStatus, SnapshotPayload, Stream, parse_payload  # noqa: E402
+from ruuhka.settings import ConfigError, load_settings  # noqa: E402
 from tests.conftest import HubProcess, wait_for  # noqa: E402
 from tests.test_anonymise import paste_person, person_pixels, walking, yard  # noqa: E402
 
@@ -77,6 +79,32 @@ def test_config_needs_exactly_one_input(tmp_path: Path) -> None:
     assert isinstance(settings.sources[0], CameraConfig)
     assert settings.sources[0].anonymiser.mode is Mode.BACKGROUND  # the default
     assert settings.sources[0].interval_s == 60
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "named"),
+    [
+        ("[sources.anonymiser]", "zooms = [0.5]", "sources[0].camera.anonymiser.zooms[0]"),
+        ("[sources.anonymiser]", 'zooms = "big"', "sources[0].camera.anonymiser.zooms:"),
+        ("[sources.anonymiser]", "candidate_threshold = 1.5", "candidate_threshold"),
+        ("[sources.anonymiser]", "max_candidates = -1", "max_candidates"),
+        ("[sources.anonymiser]", "zoom = [2.0]", "anonymiser.zoom"),
+        ("[outbox]", "max_picture_bytes = 0", "outbox.max_picture_bytes"),
+    ],
+)
+def test_bad_detector_and_picture_settings_stop_the_agent_with_the_key_named(
+    tmp_path: Path, section: str, line: str, named: str
+) -> None:
+    config = tmp_path / "edge.toml"
+    camera = '[[sources]]\ntype = "camera"\nurl = 0\n'
+    outbox = f"{section}\n{line}\n" if section == "[outbox]" else ""
+    anonymiser = f"{section}\n{line}\n" if section != "[outbox]" else ""
+    config.write_text(
+        f'device_id = "cam"\nstate_dir = "{tmp_path}"\n{outbox}{camera}{anonymiser}',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(EdgeSettings, config)
 
 
 def test_folder_frames_are_read_oldest_first_and_deleted(tmp_path: Path) -> None:

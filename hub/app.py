@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hub import api, pages, snapshot_api
+from hub import api, snapshot_api
 from hub.config import HubSettings
+from hub.crew import routes as crew_routes
 from hub.crew.service import open_crew
-from hub.crew.web import crew_router
 from hub.fanout import FanoutMetrics, ServerSend
 from hub.ingest import Ingest
 from hub.live import LiveView
@@ -26,7 +26,7 @@ from hub.snapshots import SnapshotStore
 from hub.store import Store, open_store
 from hub.trend import recall
 from ruuhka import __version__
-from web import STATIC_DIR
+from web import STATIC_DIR, crew, pages
 
 log = logging.getLogger("ruuhka.hub")
 
@@ -97,7 +97,8 @@ def create_app(settings: HubSettings) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(snapshot_api.router)
-    app.include_router(crew_router)
+    app.include_router(crew_routes.router)
+    app.include_router(crew.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(SecurityMiddleware, settings=settings.http)

@@ -12,11 +12,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from hub.charts import ChartText, day_chart
 from hub.config import Facility
 from hub.facilities import present
 from hub.live import LiveView
-from hub.pages import CLIENT_STRINGS
 from hub.trend import RecentSeries, Trend
 from ruuhka.broker import Broker
 from ruuhka.contract import FacilityState
@@ -35,7 +33,9 @@ from tests.web_support import (
     web_hub,
 )
 from web import STATIC_DIR, TEMPLATES_DIR
+from web.charts import ChartText, day_chart
 from web.i18n import LANGUAGES, Formatter, catalog, fill, negotiate
+from web.pages import CLIENT_STRINGS
 
 NBSP = "\u00a0"
 T0 = datetime(2026, 11, 23, 4, 30, tzinfo=UTC)  # a Monday, 06:30 in Helsinki

@@ -1,4 +1,4 @@
-"""The public page's templates, static files and translation catalogs."""
+"""What people see: the public and crew pages, their templates, static files and translations."""
 
 from pathlib import Path
 

@@ -20,12 +20,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from hub.charts import ChartText, day_chart
 from hub.config import Facility, parse_hours
 from hub.crew.service import latest_for
 from hub.facilities import FacilityOut, present
 from hub.forecast import Forecast, ForecastPoint, facility_forecast
 from web import TEMPLATES_DIR
+from web.charts import ChartText, day_chart
 from web.i18n import LOCALES, Formatter, fill, negotiate
 
 log = logging.getLogger("ruuhka.pages")

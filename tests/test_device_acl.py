@@ -9,6 +9,7 @@ import re
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ from hub.store.sqlite import SQLiteStore
 from ruuhka.broker import Broker, free_port, start_broker
 from ruuhka.broker_access import (
     MosquittoConfig,
+    find_plugin,
+    hash_password,
     load_registry,
     mosquitto_conf,
-    passwd_users,
 )
 from ruuhka.cli import main
 from tests.conftest import HUB_CONFIG, HubProcess, wait_for
@@ -211,7 +213,6 @@ def accepted(port: int, username: str, password: str) -> bool:
 class SecuredBroker:
     broker: Broker
     access_dir: Path
-    pid_file: Path
     tls_port: int
     ca: Path
     passwords: dict[str, str]
@@ -221,55 +222,70 @@ class SecuredBroker:
         return self.broker.port
 
     def device(self, *args: str) -> int:
-        return main(["device", *args, "--dir", str(self.access_dir)])
+        return main(["device", *args, *access_options(self.access_dir, self.port)])
 
     def add(self, capsys: pytest.CaptureFixture[str], *args: str) -> str:
         """``ruuhka device add ...``; returns the password it printed."""
-        assert self.device(*args, "--pid-file", str(self.pid_file)) == 0
+        assert self.device(*args) == 0
         out = capsys.readouterr().out
         match = re.search(r'password = "([^"]+)"|RUUHKA_MQTT__PASSWORD=(\S+)', out)
         assert match, out
         return match.group(1) or match.group(2)
 
 
-def add_quietly(directory: Path, *args: str) -> str:
+def access_options(directory: Path, port: int) -> list[str]:
+    return ["--dir", str(directory), "--control-url", f"mqtt://127.0.0.1:{port}"]
+
+
+def add_quietly(directory: Path, port: int, *args: str) -> str:
     from contextlib import redirect_stdout
     from io import StringIO
 
     out = StringIO()
     with redirect_stdout(out):
-        assert main(["device", *args, "--dir", str(directory)]) == 0
+        assert main(["device", *args, *access_options(directory, port)]) == 0
     match = re.search(r'password = "([^"]+)"|RUUHKA_MQTT__PASSWORD=(\S+)', out.getvalue())
     assert match
     return match.group(1) or match.group(2)
 
 
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
+@contextmanager
+def production_broker(tmp_path: Path, *init_args: str) -> Iterator[tuple[Broker, int, Path]]:
+    """Mosquitto with the generated configuration, after ``ruuhka device init``;
+    yields the broker, its TLS port and the CA that signed its certificate."""
     access = tmp_path / "access"
-    passwords = {
-        "ruuhka-hub": add_quietly(access, "add-hub", "ruuhka-hub"),
-        "test-gate": add_quietly(access, "add", "test-gate", "--facility", "pool"),
-        "test-rink": add_quietly(access, "add", "test-rink", "--facility", "rink"),
-    }
+    plugin_file = tmp_path / "dynamic-security.json"
+    init = ["device", "init", "--dir", str(access), "--plugin-file", str(plugin_file)]
+    assert main([*init, *init_args]) == 0
     certs = tmp_path / "certs"
     certs.mkdir()
     ca, ca_key, ca_cert = make_ca(certs, "test-ca")
     certfile, keyfile = make_server_cert(certs, ca_key, ca_cert)
     port, tls_port = free_port(), free_port()
     config = MosquittoConfig(
-        access_dir=access, tls_port=tls_port, certfile=certfile, keyfile=keyfile, local_port=port
+        plugin=find_plugin(),
+        plugin_file=plugin_file,
+        tls_port=tls_port,
+        certfile=certfile,
+        keyfile=keyfile,
+        local_port=port,
     )
-    pid_file = tmp_path / "mosquitto.pid"
     with start_broker(
-        tmp_path / "broker",
-        port=port,
-        prefer="mosquitto",
-        listeners=mosquitto_conf(config),
-        extra_config=f"pid_file {pid_file}",
+        tmp_path / "broker", port=port, prefer="mosquitto", listeners=mosquitto_conf(config)
     ) as broker:
-        wait_for(pid_file.exists, 10, "the pid file")
-        yield SecuredBroker(broker, access, pid_file, tls_port, ca, passwords)
+        yield broker, tls_port, ca
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
+    with production_broker(tmp_path) as (broker, tls_port, ca):
+        access = tmp_path / "access"
+        passwords = {
+            "ruuhka-hub": add_quietly(access, broker.port, "add-hub", "ruuhka-hub"),
+            "test-gate": add_quietly(access, broker.port, "add", "test-gate", "--facility", "pool"),
+            "test-rink": add_quietly(access, broker.port, "add", "test-rink", "--facility", "rink"),
+        }
+        yield SecuredBroker(broker, access, tls_port, ca, passwords)
 
 
 @pytest.fixture
@@ -286,7 +302,8 @@ def test_the_deployed_configuration_is_the_generated_one() -> None:
     deployed = (ROOT / "deploy" / "mosquitto" / "ruuhka.conf").read_text(encoding="utf-8")
     assert deployed == mosquitto_conf(MosquittoConfig())
     assert "allow_anonymous true" not in deployed
-    assert deployed.count("allow_anonymous false") == deployed.count("\nlistener ") == 2
+    assert "allow_anonymous false" in deployed and "per_listener_settings false" in deployed
+    assert deployed.count("\nlistener ") == 2
 
 
 def test_anonymous_and_wrong_passwords_are_refused(secured: SecuredBroker) -> None:
@@ -324,9 +341,15 @@ def test_only_the_hub_publishes_facility_state_and_a_device_receives_nothing(
     gate = connect(secured.port, "test-gate", secured.passwords["test-gate"])
     rink = connect(secured.port, "test-rink", secured.passwords["test-rink"])
     try:
-        # Mosquitto's ACL file does not refuse the SUBSCRIBE itself; it checks every
-        # delivery, so whatever a device subscribes to stays empty.
-        gate.subscribe("#", "$SYS/#", "ruuhka/v1/devices/test-gate/#", "ruuhka/v1/facilities/#")
+        refused = gate.subscribe(
+            "#",
+            "$SYS/#",
+            "ruuhka/v1/devices/test-gate/#",
+            "ruuhka/v1/facilities/#",
+            "$share/ruuhka-hub/ruuhka/v1/devices/#",
+            "$CONTROL/dynamic-security/v1/#",
+        )
+        assert [code.value for code in refused] == [NOT_AUTHORIZED] * 6
         state = b'{"facility": "pool", "revision": 1}'
         assert not hub_probe.publish("ruuhka/v1/facilities/pool/state", state).is_failure
         assert not rink.publish("ruuhka/v1/devices/test-rink/heartbeat", b"{}").is_failure
@@ -359,14 +382,13 @@ def test_a_revoked_device_is_refused_and_cut_off(
     old = secured.passwords["test-gate"]
     gate = connect(secured.port, "test-gate", old)
     assert gate.connected.is_set()
-    assert secured.device("revoke", "test-gate", "--pid-file", str(secured.pid_file)) == 0
+    assert secured.device("revoke", "test-gate") == 0
     assert "revoked test-gate" in capsys.readouterr().out
     wait_for(lambda: not gate.connected.is_set(), 10, "the broker to drop the revoked device")
     gate.close()
     again = connect(secured.port, "test-gate", old)
     assert again.connack is not None and again.connack.is_failure
-    assert "test-gate" not in passwd_users(secured.access_dir / "passwd")
-    assert "test-gate" not in (secured.access_dir / "acl").read_text()
+    assert "test-gate" not in load_registry(secured.access_dir / "accounts.toml").accounts
     # Re-adding gives a new password; the old one stays refused.
     new = secured.add(capsys, "add", "test-gate", "--facility", "pool")
     assert new != old
@@ -409,13 +431,16 @@ def test_registry_files_and_list(
         "test-gate": ("device", "pool"),
         "test-rink": ("device", "rink"),
     }
-    for name in ("passwd", "acl", "accounts.toml"):
-        assert (secured.access_dir / name).stat().st_mode & 0o777 == 0o640
-    passwd = (secured.access_dir / "passwd").read_text()
-    assert all(p not in passwd for p in secured.passwords.values())
+    assert (secured.access_dir / "accounts.toml").stat().st_mode & 0o777 == 0o640
+    assert (secured.access_dir / "admin.toml").stat().st_mode & 0o777 == 0o600
+    plugin_file = secured.access_dir.parent / "dynamic-security.json"
+    assert plugin_file.stat().st_mode & 0o777 == 0o600
+    registry = (secured.access_dir / "accounts.toml").read_text()
+    assert all(p not in registry for p in secured.passwords.values())
     assert secured.device("list") == 0
     listing = capsys.readouterr().out
-    assert re.search(r"test-gate\s+device\s+pool\s+\S+\s+set", listing)
+    assert re.search(r"test-gate\s+device\s+pool\s+\S+\s+yes", listing)
+    assert "ruuhka-admin" not in listing
     assert secured.device("add", "Bad_Id", "--facility", "pool") == 1
     assert secured.device("revoke", "nobody") == 1
     assert "no account 'nobody'" in capsys.readouterr().err
@@ -495,3 +520,49 @@ def test_a_payload_claiming_another_device_changes_nothing(tmp_path: Path) -> No
         assert ingest.derivers["pool"].state.occupancy == 2
     finally:
         store.close()
+
+
+def test_a_broker_on_password_files_moves_over_with_its_passwords(tmp_path: Path) -> None:
+    """``ruuhka device init --from-passwd``: the accounts of a password-file broker keep
+    their passwords, and the device's SUBSCRIBE to the hubs' group is now refused."""
+    access = tmp_path / "access"
+    access.mkdir()
+    created = "2026-01-01T00:00:00+00:00"
+    (access / "accounts.toml").write_text(
+        f'[accounts.old-gate]\nrole = "device"\nfacility = "pool"\ncreated = {created}\n'
+        f'[accounts.ruuhka-hub]\nrole = "hub"\ncreated = {created}\n',
+        encoding="utf-8",
+    )
+    passwd = tmp_path / "passwd"
+    passwd.write_text(
+        f"old-gate:{hash_password('gate-password-1234')}\n"
+        f"ruuhka-hub:{hash_password('hub-password-12345')}\n"
+        f"stranger:{hash_password('not-in-the-registry')}\n",
+        encoding="utf-8",
+    )
+    with production_broker(tmp_path, "--from-passwd", str(passwd)) as (broker, _, _):
+        assert accepted(broker.port, "old-gate", "gate-password-1234")
+        assert accepted(broker.port, "ruuhka-hub", "hub-password-12345")
+        assert not accepted(broker.port, "stranger", "not-in-the-registry")
+        gate = connect(broker.port, "old-gate", "gate-password-1234")
+        try:
+            refused = gate.subscribe("$share/ruuhka-hub/ruuhka/v1/devices/#")
+            assert [code.value for code in refused] == [NOT_AUTHORIZED]
+        finally:
+            gate.close()
+    again = ["device", "init", "--dir", str(access)]
+    assert main([*again, "--plugin-file", str(tmp_path / "dynamic-security.json")]) == 1
+
+
+def test_changes_need_the_broker_and_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    access = tmp_path / "access"
+    options = access_options(access, free_port())
+    assert main(["device", "add", "gate", "--facility", "pool", *options]) == 1
+    assert "ruuhka device init" in capsys.readouterr().err
+    plugin_file = ["--plugin-file", str(tmp_path / "dynamic-security.json")]
+    assert main(["device", "init", "--dir", str(access), *plugin_file]) == 0
+    assert main(["device", "add", "gate", "--facility", "pool", *options]) == 1
+    assert "cannot reach the broker" in capsys.readouterr().err
+    assert load_registry(access / "accounts.toml").accounts == {}

@@ -19,12 +19,11 @@ from websockets.sync.client import connect
 
 from hub.config import IngestSettings
 from hub.replicas import REPLICA_PROPERTY, owner_of
-from ruuhka.broker import Broker, free_port, start_broker
-from ruuhka.broker_access import MosquittoConfig, mosquitto_conf
-from ruuhka.contract import Stream, device_topic
+from ruuhka.broker import Broker, free_port
+from ruuhka.contract import TOPIC_ROOT, Stream, device_topic
 from ruuhka.local_hub import local_hub_toml
 from tests.conftest import HUB_CONFIG, HubProcess, http_get, wait_for
-from tests.test_device_acl import add_quietly, make_ca, make_server_cert
+from tests.test_device_acl import add_quietly, production_broker
 from tests.test_device_acl import connect as acl_connect
 
 REPLICAS = ["hub-a", "hub-b", "hub-c"]
@@ -33,6 +32,7 @@ GATE_FACILITIES = 5  # two gate counters each
 GATES = [f"gate-{i}" for i in range(2 * GATE_FACILITIES)]
 DEVICES = [*GATES, "rink-sensor", "gym-desk"]
 PER_DEVICE = READINGS // len(DEVICES)
+INTRUDED_READINGS = 1000
 
 CONFIG_HEAD = local_hub_toml(
     "{mqtt_url}",
@@ -334,31 +334,23 @@ def test_replica_settings_must_agree(fields: dict[str, Any], message: str) -> No
 
 
 def test_two_replicas_on_the_production_broker_configuration(tmp_path: Path) -> None:
-    """Mosquitto as deployed (accounts, ACL, user name = client id): each replica's two
-    sessions log in with their own hub accounts, the shared subscription is allowed."""
-    access = tmp_path / "access"
+    """Mosquitto as deployed (dynamic security, user name = client id): each replica's
+    two sessions log in with their own hub accounts, the shared subscription is allowed,
+    and a device that subscribes to the hubs' group takes no reading away."""
     names = ["hub-a", "hub-b"]
-    passwords = {
-        account: add_quietly(access, "add-hub", account)
-        for name in names
-        for account in (name, f"{name}-derive")
-    }
-    passwords["test-gate"] = add_quietly(access, "add", "test-gate", "--facility", "pool")
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    _, ca_key, ca_cert = make_ca(certs, "test-ca")
-    certfile, keyfile = make_server_cert(certs, ca_key, ca_cert)
-    port = free_port()
-    listeners = mosquitto_conf(
-        MosquittoConfig(
-            access_dir=access,
-            tls_port=free_port(),
-            certfile=certfile,
-            keyfile=keyfile,
-            local_port=port,
-        )
-    )
-    with start_broker(tmp_path / "broker", port=port, prefer="mosquitto", listeners=listeners):
+    with production_broker(tmp_path) as (broker, _, _):
+        port = broker.port
+        access = tmp_path / "access"
+        passwords = {
+            account: add_quietly(access, port, "add-hub", account)
+            for name in names
+            for account in (name, f"{name}-derive")
+        }
+        for device in ("test-gate", "intruder"):
+            passwords[device] = add_quietly(access, port, "add", device, "--facility", "pool")
+        intruder = acl_connect(port, "intruder", passwords["intruder"])
+        refused = intruder.subscribe(f"$share/ruuhka-hub/{TOPIC_ROOT}/devices/#")
+        assert [code.value for code in refused] == [0x87]
         hubs = []
         try:
             for name in names:
@@ -394,16 +386,18 @@ def test_two_replicas_on_the_production_broker_configuration(tmp_path: Path) -> 
                 )
             gate = acl_connect(port, "test-gate", passwords["test-gate"])
             try:
-                for seq in range(1, 21):
+                for seq in range(1, INTRUDED_READINGS + 1):
                     body = {"seq": seq, "ts": datetime.now(UTC).isoformat(), "counter": "main"}
                     body |= {"entries": 10 * seq, "exits": 9 * seq}
                     gate.publish("ruuhka/v1/devices/test-gate/count", json.dumps(body).encode())
             finally:
                 gate.close()
+            last = INTRUDED_READINGS - 1
             for hub in hubs:
-                wait_for(lambda h=hub: h.facility("pool")["occupancy"] == 19, 30, "occupancy")
+                wait_for(lambda h=hub: h.facility("pool")["occupancy"] == last, 60, "occupancy")
             stored = [accepted(hub) for hub in hubs]
-            assert sum(stored) == 20 and all(stored), stored
+            assert sum(stored) == INTRUDED_READINGS and all(stored), stored
+            assert intruder.messages == []
             for hub in hubs:
                 log = hub.log.read_text()
                 assert "refused" not in log and "disconnected" not in log, log[-2000:]

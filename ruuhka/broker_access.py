@@ -486,6 +486,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clear_retained(args: argparse.Namespace) -> int:
+    if not _DEVICE_ID_RE.fullmatch(args.device):
+        raise AccessError(f"device id {args.device!r} must match {DEVICE_ID_PATTERN}")
+    with _control(_files(args), args.control_url) as control:
+        try:
+            cleared = control.clear_retained(args.device)
+        except dynsec.ControlError as exc:
+            raise AccessError(str(exc)) from None
+    for topic, size in sorted(cleared.items()):
+        print(f"cleared {topic} ({size} bytes)")
+    print(f"# {len(cleared)} retained message(s) of {args.device} cleared")
+    return 0
+
+
 def _cmd_conf(args: argparse.Namespace) -> int:
     config = MosquittoConfig(
         plugin=args.plugin,
@@ -567,6 +581,14 @@ def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = commands.add_parser("list", parents=[common, broker], help="accounts and their state")
     p.set_defaults(func=_run(_cmd_list))
+
+    p = commands.add_parser(
+        "clear-retained",
+        parents=[common, broker],
+        help="clear what a device left retained on the broker",
+    )
+    p.add_argument("device")
+    p.set_defaults(func=_run(_cmd_clear_retained))
 
     p = commands.add_parser(
         "mosquitto-conf",

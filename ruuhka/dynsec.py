@@ -63,6 +63,9 @@ def role_document(rolename: str) -> dict[str, Any]:
             _acl("publishClientSend", CONTROL_TOPIC + "/#"),
             _acl("publishClientReceive", CONTROL_TOPIC + "/#"),
             _acl("subscribePattern", CONTROL_TOPIC + "/#"),
+            # To find and clear what a device left retained (ruuhka device clear-retained).
+            _acl("subscribePattern", f"{DEVICE_TOPICS}/#"),
+            _acl("publishClientSend", f"{DEVICE_TOPICS}/#"),
         ]
     elif rolename == HUB_ROLE:
         acls = [
@@ -174,6 +177,7 @@ class Control:
         if parts.scheme == "mqtts":
             self._client.tls_set()
         self._client.on_message = self._on_message
+        self._retained: dict[str, int] = {}
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         try:
             self._client.connect(parts.hostname, port, keepalive=30)
@@ -188,6 +192,11 @@ class Control:
             raise ControlError(f"no answer from the broker at {url} (is the admin account right?)")
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.startswith(DEVICE_TOPICS + "/"):
+            if msg.retain and msg.payload:
+                with self._arrived:
+                    self._retained[msg.topic] = len(msg.payload)
+            return
         try:
             responses = json.loads(msg.payload)["responses"]
         except (ValueError, KeyError, TypeError):
@@ -226,6 +235,23 @@ class Control:
         if response.get("error"):
             raise ControlError(f"listClients: {response['error']}")
         return set(response.get("data", {}).get("clients", []))
+
+    def clear_retained(self, device: str, settle_s: float = 1.0) -> dict[str, int]:
+        """Find what the broker keeps retained under the device's prefix and clear it
+        (an empty retained message); returns topic -> bytes that were there."""
+        done = threading.Event()
+        self._client.on_subscribe = lambda *args: done.set()
+        self._client.subscribe(f"{DEVICE_TOPICS}/{device}/#", qos=1)
+        if not done.wait(self.timeout_s):
+            raise ControlError("the broker did not answer the subscription")
+        # The broker sends retained messages right after the SUBACK.
+        threading.Event().wait(settle_s)
+        self._client.unsubscribe(f"{DEVICE_TOPICS}/{device}/#")
+        with self._arrived:
+            found = dict(self._retained)
+        for topic in found:
+            self._client.publish(topic, b"", qos=1, retain=True).wait_for_publish(self.timeout_s)
+        return found
 
     def close(self) -> None:
         self._client.disconnect()

@@ -566,3 +566,32 @@ def test_changes_need_the_broker_and_say_so(
     assert main(["device", "add", "gate", "--facility", "pool", *options]) == 1
     assert "cannot reach the broker" in capsys.readouterr().err
     assert load_registry(access / "accounts.toml").accounts == {}
+
+
+def test_clear_retained_removes_what_a_device_left_on_the_broker(
+    secured: SecuredBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate = connect(secured.port, "test-gate", secured.passwords["test-gate"])
+    rink = connect(secured.port, "test-rink", secured.passwords["test-rink"])
+    try:
+        poison = b'{"seq": 1, "ts": "0001-01-01T00:00:00+01:00"}'
+        prefix = "ruuhka/v1/devices/test-gate"
+        assert not gate.publish(f"{prefix}/heartbeat", poison, True).is_failure
+        assert not gate.publish(f"{prefix}/count", count(2, 1, 0), True).is_failure
+        assert not rink.publish("ruuhka/v1/devices/test-rink/status", b"online", True).is_failure
+    finally:
+        gate.close()
+        rink.close()
+    assert secured.device("clear-retained", "test-gate") == 0
+    out = capsys.readouterr().out
+    assert "cleared ruuhka/v1/devices/test-gate/heartbeat" in out and "2 retained" in out
+    hub = connect(secured.port, "ruuhka-hub", secured.passwords["ruuhka-hub"], "ruuhka-hub")
+    try:
+        hub.subscribe("ruuhka/v1/devices/#")
+        wait_for(lambda: hub.messages, 10, "the other device's retained status")
+        # The broker sends every retained message right after the SUBACK, in one go.
+        assert not hub.publish("ruuhka/v1/facilities/pool/state", b"{}").is_failure
+        assert [topic for topic, _ in hub.messages] == ["ruuhka/v1/devices/test-rink/status"]
+    finally:
+        hub.close()
+    assert secured.device("clear-retained", "Not_A_Device") == 1

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,32 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]
         return exc.code, exc.read().decode()
 
 
-class HubProcess:
-    """``ruuhka hub`` in a child process, so that tests can kill it for real."""
+def faketime_env(wall_clock_at: datetime) -> dict[str, str]:
+    """The environment that runs a child process with its wall clock starting at
+    ``wall_clock_at`` (libfaketime; monotonic time stays real), so that a test of
+    what depends on the time of day does not depend on when it runs."""
+    libraries = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not libraries:
+        pytest.fail("libfaketime is missing: apt-get install faketime (make deps)")
+    offset = (wall_clock_at - datetime.now(UTC)).total_seconds()
+    return os.environ | {
+        "LD_PRELOAD": str(libraries[0]),
+        "FAKETIME": f"{offset:+.3f}s",
+        "DONT_FAKE_MONOTONIC": "1",
+    }
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+
+class HubProcess:
+    """``ruuhka hub`` in a child process, so that tests can kill it for real;
+    ``env`` (e.g. :func:`faketime_env`) replaces its environment."""
+
+    def __init__(
+        self, config: Path, port: int, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.port = port
         self.log = log
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,6 +118,7 @@ class HubProcess:
                 [sys.executable, "-m", "ruuhka", "hub", "--config", str(self.config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env=self.env,
             )
         wait_for(self._connected, 15, "the hub to connect to the broker")
         return self

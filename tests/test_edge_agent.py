@@ -3,6 +3,7 @@ the simulator's faults, and the shipped configuration and unit files."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -89,8 +90,15 @@ def test_clock_check_uses_ntp_status_and_the_build_floor() -> None:
     assert "NTP not synchronised" in unsynced.describe(now)
     assert "readings are marked" in unsynced.describe(now)
     assert "before this build" in synced.describe(datetime(1970, 1, 1, tzinfo=UTC))
-    # The real kernel answers something sensible here (containers may say "not synced").
-    assert kernel_ntp_synced() in (True, False, None)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="adjtimex(2) is Linux's")
+def test_kernel_ntp_status_is_the_kernels_answer() -> None:
+    """Read-only ntp_adjtime(3), asked here directly, says the same as the agent."""
+    timex = ctypes.create_string_buffer(512)  # modes = 0: only read
+    state = ctypes.CDLL(None).ntp_adjtime(timex)
+    assert state >= 0
+    assert kernel_ntp_synced() is (state != 5)  # TIME_ERROR: not synchronised
 
 
 def edge_settings(tmp_path: Path, url: str, **extra: object) -> EdgeSettings:

@@ -65,6 +65,15 @@ def test_edge_agent_publishes_through_its_outbox_and_says_goodbye(
         timeout=30,
     )
     assert check.returncode == 0 and "test-gate" in check.stdout
+    # What the broker passes on, seen by a second subscriber from before the agent starts.
+    seen: dict[int, str] = {}
+    listener = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    listener.on_message = lambda c, u, m: seen.setdefault(
+        json.loads(m.payload)["seq"], m.topic.rsplit("/", 1)[1]
+    )
+    listener.connect(broker.host, broker.port)
+    listener.subscribe("ruuhka/v1/devices/test-gate/+", qos=1)
+    listener.loop_start()
     agent = subprocess.Popen([sys.executable, "-m", "ruuhka", "edge", "--config", str(config)])
     try:
         wait_for(lambda: hub.metric("ruuhka_readings_accepted_total", stream="count") >= 20, 15)
@@ -74,12 +83,27 @@ def test_edge_agent_publishes_through_its_outbox_and_says_goodbye(
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(15) == 0
     assert retained_status(broker, "test-gate")["state"] == "offline"
-    outbox = sqlite3.connect(tmp_path / "edge" / "test-gate.outbox.db")
-    left = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-    stored = hub.metric("ruuhka_readings_accepted_total", stream="count")
-    sent = outbox.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0]
+    with sqlite3.connect(tmp_path / "edge" / "test-gate.outbox.db") as outbox:
+        left = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        sent = outbox.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0]
     assert left == 0
-    assert stored > 0 and stored < sent
+    # Every seq the agent handed out reached the broker, but for the last will of its one
+    # connection (never sent: the agent said goodbye itself).
+    wait_for(lambda: seen.get(sent - 1) == "status", 10, "the goodbye at the listener")
+    listener.loop_stop()
+    listener.disconnect()
+    assert len(set(range(sent)) - set(seen)) <= 1, sorted(set(range(sent)) - set(seen))
+    readings = sorted(seq for seq, stream in seen.items() if stream in ("count", "heartbeat"))
+    assert len(readings) >= 21
+
+    def stored() -> list[int]:
+        """The seqs of the device's readings in the hub's store."""
+        with sqlite3.connect(f"file:{tmp_path / 'hub.db'}?mode=ro", uri=True) as db:
+            query = "SELECT seq FROM readings WHERE device = 'test-gate' ORDER BY seq"
+            return [seq for (seq,) in db.execute(query)]
+
+    # ... and every reading among them is in the hub's store, once.
+    wait_for(lambda: stored() == readings, 15, f"all {len(readings)} readings in the store")
 
 
 def test_edge_config_errors_are_one_clear_message(tmp_path: Path) -> None:

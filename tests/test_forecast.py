@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from email.utils import parsedate_to_datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from hub.store import SavedState, Store
 from hub.store.sqlite import SQLiteStore
 from ruuhka.broker import Broker
 from ruuhka.contract import FacilityState
-from tests.conftest import HubProcess, http_get, mosquitto_pub, wait_for
+from tests.conftest import HubProcess, faketime_env, http_get, mosquitto_pub, wait_for
 from tests.seed import HELSINKI, past_days, pool_day, seed
 
 WEDNESDAY = date(2026, 11, 18)
@@ -139,14 +141,18 @@ def test_closed_days_and_gaps_do_not_bend_the_typical_day() -> None:
 # Against a running hub --------------------------------------------------------------------
 
 
+# The hub's wall clock starts here (libfaketime), whenever the test runs.
+NOON = local(WEDNESDAY, 12)
+
+
 @pytest.fixture
 def seeded_hub(tmp_path: Path, hub_config: Path, hub_port: int) -> Iterator[HubProcess]:
-    """The test hub with three weeks of the pool's history already in its store."""
+    """The test hub, its clock at noon, with three weeks of the pool's history."""
     db = SQLiteStore(tmp_path / "hub.db")
-    today = datetime.now(HELSINKI).date()
-    seed(db, "pool", past_days(today, 21), pool_day)
+    seed(db, "pool", past_days(WEDNESDAY, 21), pool_day)
     db.close()
-    process = HubProcess(hub_config, hub_port, tmp_path / "hub.log").start()
+    env = faketime_env(NOON)
+    process = HubProcess(hub_config, hub_port, tmp_path / "hub.log", env).start()
     try:
         yield process
     finally:
@@ -161,11 +167,18 @@ def test_the_forecast_endpoint(seeded_hub: HubProcess, broker: Broker) -> None:
     assert [r["local_start"] for r in forecast["usually_busy_at"]] == ["16:15"]
     assert len(forecast["next_2h"]) == 8
     assert forecast["next_2h"][0]["at"].endswith("Z")
+    assert forecast["next_2h"][0]["local_time"] in ("12:00", "12:15")  # the pinned clock
+    # At noon the quietest hour is ahead, never in the busy 16-18, and the page says so.
     best = forecast["best_time_today"]
-    if best is not None:  # depends on when the test runs
-        assert not (best["local_start"] < "18:00" and best["local_end"] > "16:00")
+    assert best is not None and "12:00" <= best["local_start"] < "21:00", best
+    assert not (best["local_start"] < "18:00" and best["local_end"] > "16:00"), best
+    _, page = http_get(seeded_hub.url + "/facilities/pool?lang=en")
+    assert f"Best time to go today: {best['local_start']}–{best['local_end']}" in page
     # A live reading far above the usual lifts the next two hours.
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    with urllib.request.urlopen(seeded_hub.url + "/healthz", timeout=10) as response:
+        hub_now = parsedate_to_datetime(response.headers["Date"])  # the hub's own clock
+    assert abs(hub_now - NOON) < timedelta(minutes=5)
+    now = hub_now.isoformat().replace("+00:00", "Z")
     mosquitto_pub(
         broker,
         "ruuhka/v1/devices/test-gate/count",

@@ -8,6 +8,8 @@ desktop widths go to test-artifacts/ on every run.
 from __future__ import annotations
 
 import json
+import re
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -45,7 +47,8 @@ def browser() -> Iterator[Browser]:
 
 
 class Site:
-    """The hub under test, a publisher for its devices, and what each page logged."""
+    """The hub under test, a publisher for its devices, and what each page logged
+    (every page is opened through :meth:`page`, so that its errors are seen)."""
 
     def __init__(self, broker: Broker, hub: HubProcess) -> None:
         self.broker = broker
@@ -60,13 +63,17 @@ class Site:
         publish(self.broker, GATE, count(self.seq("gate"), self.gate_entries,
                                          self.gate_entries - occupancy))  # fmt: skip
 
-    def page(self, context: BrowserContext) -> Page:
+    def page(self, context: BrowserContext, expected: str = "(?!)") -> Page:
+        """A new page whose console errors, script errors and CSP reports are kept,
+        except those matching ``expected`` (a regex; by default none)."""
         page = context.new_page()
-        page.on(
-            "console",
-            lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
-        )
-        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+
+        def error(text: str) -> None:
+            if not re.match(expected, text):
+                self.console_errors.append(f"{page.url}: {text}")
+
+        page.on("console", lambda m: error(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: error(str(e)))
         return page
 
 
@@ -83,6 +90,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         wait_for(lambda: hub.facility("pool")["occupancy"] == 62, 10, "the pool reading")
         wait_for(lambda: hub.facility("carpets")["people"] == 3, 10, "the camera count")
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors(site: Site) -> Iterator[None]:
+    """Every test fails on an error any of its pages logged (CSP violations included)."""
+    site.console_errors.clear()
+    yield
+    assert site.console_errors == [], site.console_errors
 
 
 @pytest.fixture
@@ -106,23 +121,19 @@ def occupancy_of(page: Page, facility: str) -> str:
     return page.locator(f"#f-{facility} .occupancy").inner_text()
 
 
-def test_a_published_reading_appears_within_two_seconds_without_reload(
-    site: Site, context: BrowserContext
-) -> None:
+def test_a_published_reading_appears_without_reload(site: Site, context: BrowserContext) -> None:
     page = site.page(context)
     page.goto(site.hub.url + "/?lang=en")
     assert occupancy_of(page, "pool") == "62"  # server-rendered
     wait_live(page, "en")
     page.evaluate("window.notReloaded = true")
-    for occupancy in (77, 91):
-        started = time.monotonic()
+    for occupancy in (77, 91):  # how fast: bench/fanout.py; here: that it comes at all
         site.gate(occupancy)
         page.wait_for_function(
             "n => document.querySelector('#f-pool .occupancy').textContent === n",
             arg=str(occupancy),
-            timeout=2000,
+            timeout=30_000,
         )
-        assert time.monotonic() - started < 2.0
     card = page.locator("#f-pool")
     assert "level-full" in (card.get_attribute("class") or "")
     assert card.locator(".level-word").inner_text() == "full"
@@ -203,6 +214,17 @@ AXE_PAGES = ("/", "/facilities/pool", "/facilities/rink", "/facilities/carpets",
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_nothing_in_any_language(site: Site, browser: Browser, scheme: str) -> None:
+    # First as a visitor sees them, under the pages' own CSP: no errors, no violations.
+    ctx = browser.new_context(viewport=PHONE, color_scheme=scheme)
+    try:
+        page = site.page(ctx)
+        for lang in LANGUAGES:
+            for path in AXE_PAGES:
+                page.goto(f"{site.hub.url}{path}?lang={lang}")
+                wait_live(page, lang)
+    finally:
+        ctx.close()
+    # Then again for axe-core, whose injected script the CSP would (rightly) refuse.
     ctx = browser.new_context(viewport=PHONE, color_scheme=scheme, bypass_csp=True)
     found: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -275,7 +297,7 @@ def test_reduced_motion_and_dark_mode_are_respected(site: Site, browser: Browser
     assert animations == {"no-preference": "flash", "reduce": "none"}
     ctx = browser.new_context(viewport=PHONE, color_scheme="light")
     try:
-        page = ctx.new_page()
+        page = site.page(ctx)
         page.goto(site.hub.url + "/?lang=en")
         assert (
             page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
@@ -287,7 +309,7 @@ def test_reduced_motion_and_dark_mode_are_respected(site: Site, browser: Browser
 def test_the_pages_work_without_javascript(site: Site, browser: Browser) -> None:
     ctx = browser.new_context(viewport=PHONE, java_script_enabled=False)
     try:
-        page = ctx.new_page()
+        page = site.page(ctx)
         page.goto(site.hub.url + "/?lang=en")
         status = page.locator("#connection").inner_text()
         assert status.startswith("Figures as of ") and "Reload" in status
@@ -304,7 +326,8 @@ def test_the_pages_work_without_javascript(site: Site, browser: Browser) -> None
 def test_the_connection_drop_is_shown_and_the_page_reconnects(
     site: Site, context: BrowserContext
 ) -> None:
-    page = context.new_page()  # its failed reconnects log errors on purpose
+    # Its failed reconnects log errors on purpose; any other error fails the test.
+    page = site.page(context, expected=r"WebSocket connection to 'ws://[^']+' failed")
     page.goto(site.hub.url + "/?lang=en")
     wait_live(page, "en")
     site.hub.stop()
@@ -336,7 +359,7 @@ def test_first_load_is_light_first_party_and_cookie_free(site: Site, browser: Br
     ctx = browser.new_context(viewport=PHONE)
     sizes: list[tuple[str, int]] = []
     try:
-        page = ctx.new_page()
+        page = site.page(ctx)
 
         def finished(request: Any) -> None:
             s = request.sizes()
@@ -365,7 +388,6 @@ def test_first_load_is_light_first_party_and_cookie_free(site: Site, browser: Br
 
 def test_screenshots_at_phone_and_desktop_widths(site: Site, browser: Browser) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    written = []
     for name, viewport, scheme in (
         ("phone", PHONE, "light"),
         ("desktop", DESKTOP, "light"),
@@ -373,25 +395,44 @@ def test_screenshots_at_phone_and_desktop_widths(site: Site, browser: Browser) -
     ):
         ctx = browser.new_context(viewport=viewport, color_scheme=scheme)
         try:
-            page = ctx.new_page()
-            for slug, path in (
-                ("list", "/?lang=fi"),
-                ("facility", "/facilities/field?lang=en"),
-                ("rink", "/facilities/rink?lang=sv"),
-                ("camera", "/facilities/carpets?lang=fi"),
-                ("about", "/about?lang=en"),
+            page = site.page(ctx)
+            for slug, path, shown in (
+                ("list", "/?lang=fi", "#f-pool .occupancy"),
+                ("facility", "/facilities/field?lang=en", "svg.day-chart"),
+                ("rink", "/facilities/rink?lang=sv", "#f-rink .ice"),
+                ("camera", "/facilities/carpets?lang=fi", "img.camera-image"),
+                ("about", "/about?lang=en", "main h1"),
             ):
                 page.goto(site.hub.url + path)
                 wait_live(page, path.rsplit("=", 1)[1])
+                assert page.locator(shown).first.is_visible(), (path, shown)
                 target = ARTIFACTS / f"{slug}-{name}.png"
-                page.screenshot(path=str(target), full_page=True)
-                written.append(target)
+                picture = page.screenshot(path=str(target), full_page=True)
+                width, height = png_size(picture)
+                assert width == viewport["width"] and height >= viewport["height"], target
+                # The page as drawn differs from the same page with nothing shown.
+                page.evaluate("document.body.style.visibility = 'hidden'")
+                assert page.screenshot(full_page=True) != picture, target
         finally:
             ctx.close()
-    for target in written:
-        assert target.stat().st_size > 5000, target  # a real picture, not an empty page
 
 
-def test_no_script_errors_or_policy_violations(site: Site) -> None:
-    """Collected over the whole module: the pages ran without errors or CSP reports."""
-    assert site.console_errors == [], site.console_errors
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's header (IHDR)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
+def test_a_policy_violation_is_seen(site: Site, context: BrowserContext) -> None:
+    """The harness itself can fail: an inline script the CSP refuses is reported."""
+    page = site.page(context)
+    page.goto(site.hub.url + "/?lang=en")
+    page.evaluate(
+        "document.head.append(Object.assign(document.createElement('script'),"
+        " {textContent: 'window.ran = true'}))"
+    )
+    wait_for(lambda: site.console_errors, 10, "the CSP report in the console")
+    assert page.evaluate("window.ran") is None
+    assert "Content Security Policy" in site.console_errors[0], site.console_errors
+    site.console_errors.clear()

@@ -229,8 +229,12 @@ def render_contract(schema: dict[str, Any]) -> list[str]:
         if body.get("description"):
             lines += [" ".join(body["description"].split()), ""]
         lines += _schema_table(body)
-    lines += ["## Facility state", "", "Published retained by the hub on "
-              "`ruuhka/v1/facilities/{facility_id}/state`.", ""]
+    lines += [
+        "## Facility state",
+        "",
+        "Published retained by the hub on `ruuhka/v1/facilities/{facility_id}/state`.",
+        "",
+    ]
     lines += _schema_table(schema["facility_state"])
     lines += ["## The whole schema", "", "```json", json.dumps(schema, indent=2), "```", ""]
     return lines
@@ -256,8 +260,13 @@ def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
         kind += f" ({prop['format']})"
     limits = [
         f"{sign} {prop[key]}"
-        for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
-                          ("exclusiveMaximum", "<"), ("maxLength", "length ≤"))
+        for key, sign in (
+            ("minimum", "≥"),
+            ("exclusiveMinimum", ">"),
+            ("maximum", "≤"),
+            ("exclusiveMaximum", "<"),
+            ("maxLength", "length ≤"),
+        )
         if key in prop
     ]
     if "pattern" in prop:
@@ -293,8 +302,10 @@ def render_openapi(document: dict[str, Any]) -> list[str]:
                 lines += [operation["description"].strip(), ""]
             params = operation.get("parameters", [])
             if params:
-                lines += ["| parameter | in | type | required | description |",
-                          "|---|---|---|---|---|"]
+                lines += [
+                    "| parameter | in | type | required | description |",
+                    "|---|---|---|---|---|",
+                ]
                 for param in params:
                     schema = param.get("schema", {})
                     lines.append(

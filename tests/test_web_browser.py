@@ -137,7 +137,8 @@ def test_a_published_reading_appears_without_reload(site: Site, context: Browser
     card = page.locator("#f-pool")
     assert "level-full" in (card.get_attribute("class") or "")
     assert card.locator(".level-word").inner_text() == "full"
-    assert card.locator(".pct").inner_text() == "91% of capacity (100)"
+    assert card.locator(".pct-text").inner_text() == "91% of capacity (100)"
+    assert card.locator(".free").inner_text() == "9 places free"  # updated live too
     assert page.evaluate("window.notReloaded") is True
     site.gate(62)
     page.wait_for_function(
@@ -204,7 +205,7 @@ def test_the_language_switch_and_accept_language(site: Site, browser: Browser) -
         page.get_by_role("link", name="Suomeksi").click()
         page.wait_for_url("**/facilities/pool?lang=fi")
         assert page.locator("h1").inner_text().startswith("Uimahalli")
-        assert page.locator("#f-pool .pct").inner_text().endswith("kapasiteetista (100)")
+        assert page.locator("#f-pool .pct-text").inner_text().endswith("kapasiteetista (100)")
     finally:
         ctx.close()
 

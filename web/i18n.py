@@ -111,18 +111,20 @@ class Formatter:
         """ "updated 3 minutes ago"; "no data yet" when nothing was ever measured."""
         if seconds is None:
             return self.t["no_data"]
-        unit = age_unit(seconds)
-        if unit is None:
+        if age_unit(seconds) is None:
             return self.t["just_now"]
-        amount, name = unit
-        ago = format_timedelta(
+        return fill(self.t["updated_ago"], ago=self.ago(seconds))
+
+    def ago(self, seconds: float) -> str:
+        """ "3 minutes ago", in the unit ``age_unit`` picks (under 10 s: seconds)."""
+        amount, name = age_unit(seconds) or (max(0, int(seconds)), "second")
+        return format_timedelta(
             timedelta(seconds=-amount * UNIT_SECONDS[name]),
             granularity=name,
             threshold=10**6,
             add_direction=True,
             locale=self.locale,
         )
-        return fill(self.t["updated_ago"], ago=ago)
 
     def duration(self, seconds: float) -> str:
         """ "15 minutes", "6 hours": a length of time, rounded to its largest unit."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,11 +21,22 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from hub.config import Facility, parse_hours
+from hub.config import WEEKDAYS, Facility, FacilityKind, Location, parse_hours
+from hub.crew.conditions import label as action_label
+from hub.crew.maintenance import Latest
 from hub.crew.service import latest_for
+from hub.crew.vocabulary import ACTIONS_BY_KIND
 from hub.facilities import FacilityOut, present
-from hub.forecast import Forecast, ForecastPoint, facility_forecast
+from hub.forecast import (
+    Forecast,
+    ForecastPoint,
+    TypicalDay,
+    facility_forecast,
+    typical_day,
+    typical_now,
+)
 from web import TEMPLATES_DIR
+from web.assets import ASSETS
 from web.charts import ChartText, day_chart
 from web.i18n import LOCALES, Formatter, fill, negotiate
 
@@ -49,6 +61,7 @@ def contact_link(contact: str) -> Markup:
 
 templates.env.filters["fill"] = _fill_markup
 templates.env.filters["contact_link"] = contact_link
+templates.env.globals["static"] = ASSETS.url
 LANGUAGE_LABELS = (("fi", "Suomeksi"), ("sv", "På svenska"), ("en", "In English"))
 BUCKET_S = 15 * 60
 TREND_ARROWS = {"rising": "↗", "steady": "→", "falling": "↘"}
@@ -79,7 +92,16 @@ CLIENT_STRINGS = (
     "live",
     "connecting",
     "offline",
+    "places_free",
+    "usual_busier",
+    "usual_quieter",
+    "usual_same",
+    "distance",
+    "location_failed",
+    "sorted_near",
 )
+MAX_QUERY_CHARS = 100
+SORTS = ("", "quiet", "near")
 
 
 @dataclass
@@ -103,6 +125,12 @@ class Card:
     people: str
     condition: str
     notice: str
+    free: str
+    versus: str
+    typical: float | None
+    margin: float
+    unknown_condition: str
+    location: Location | None
 
 
 def _language(request: Request, lang: str | None) -> str:
@@ -131,7 +159,46 @@ def condition_text(out: FacilityOut, t: dict[str, str]) -> str:
     return f"{out.condition_text} · {quality}" if quality else out.condition_text
 
 
-def card(facility: Facility, out: FacilityOut, fmt: Formatter) -> Card:
+def unknown_condition_text(
+    facility: Facility, latest: Latest | None, fmt: Formatter, now: datetime
+) -> str:
+    """What to say when no fresh condition is known, for kinds a crew keeps: the
+    last entry and how long ago it was, or that there is none; "" without crews."""
+    if latest is None or facility.kind.value not in ACTIONS_BY_KIND:
+        return ""
+    entry = latest.condition
+    if entry is None:
+        return fmt.t["cond_none"]
+    what = action_label(entry.action, fmt.lang)
+    ago = fmt.ago((now - entry.performed_at).total_seconds())
+    return fill(fmt.t["cond_expired"], what=what.lower(), ago=ago)
+
+
+def versus_margin(typical: float, capacity: int | None) -> float:
+    """How far from the typical figure "now" must be to count as busier or quieter:
+    a tenth of the capacity, or a quarter of the typical figure, and at least 3 people."""
+    return max(3.0, 0.1 * capacity if capacity else 0.25 * typical)
+
+
+def versus_usual(occupancy: float | None, typical: float | None, margin: float) -> str | None:
+    """ "busier", "quieter" or "same" than the typical moment; None when either is unknown.
+    live.js compares the same way with the margin the page carries."""
+    if occupancy is None or typical is None:
+        return None
+    if occupancy > typical + margin:
+        return "busier"
+    if occupancy < typical - margin:
+        return "quieter"
+    return "same"
+
+
+def card(
+    facility: Facility,
+    out: FacilityOut,
+    fmt: Formatter,
+    typical: float | None = None,
+    unknown_condition: str = "",
+) -> Card:
     t = fmt.t
     pct = ""
     if out.occupancy_pct is not None and out.capacity:
@@ -146,6 +213,14 @@ def card(facility: Facility, out: FacilityOut, fmt: Formatter) -> Card:
     open_text = ""
     if out.open_now is not None:
         open_text = t["open_now"] if out.open_now else t["closed_now"]
+    free = ""
+    if out.occupancy is not None and out.capacity:
+        free = fill(t["places_free"], n=fmt.number(max(0, out.capacity - out.occupancy)))
+    margin = versus_margin(typical, out.capacity) if typical is not None else 0.0
+    known_condition = condition_text(out, t)
+    if known_condition:
+        unknown_condition = ""  # live.js shows nothing if it expires while the page is open
+    versus = versus_usual(None if out.stale else out.occupancy, typical, margin)
     return Card(
         out=out,
         zone=facility.timezone,
@@ -168,8 +243,14 @@ def card(facility: Facility, out: FacilityOut, fmt: Formatter) -> Card:
         people=fill(t["people_on_camera"], n=fmt.number(out.people))
         if out.people is not None and not camera_only
         else "",
-        condition=condition_text(out, t),
+        condition=known_condition or unknown_condition,
         notice=out.notice or "",
+        free=free,
+        versus=t[f"usual_{versus}"] if versus else "",
+        typical=typical,
+        margin=margin,
+        unknown_condition=unknown_condition,
+        location=facility.location,
     )
 
 
@@ -209,26 +290,116 @@ def _present(request: Request, facility: Facility, lang: str, now: datetime) -> 
     return present(facility, state, lang, now, trend=trend, condition=condition)
 
 
+@dataclass
+class ListFilter:
+    """The list page's query: shareable, and applied on the server so that it works
+    without JavaScript. Unknown values are ignored rather than refused: a stale link
+    still shows the list."""
+
+    kind: str
+    q: str
+    open: bool
+    sort: str
+
+    @classmethod
+    def of(cls, kind: str | None, q: str | None, open_: str | None, sort: str | None) -> ListFilter:
+        kinds = {k.value for k in FacilityKind}
+        return cls(
+            kind=kind if kind in kinds else "",
+            q=" ".join((q or "")[:MAX_QUERY_CHARS].split()),
+            open=open_ in ("1", "on", "true"),
+            sort=sort if sort in SORTS else "",
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.kind or self.q or self.open or self.sort)
+
+    def admits(self, facility: Facility, out: FacilityOut) -> bool:
+        if self.kind and facility.kind.value != self.kind:
+            return False
+        if self.open and out.open_now is not True:
+            return False
+        wanted = self.q.casefold()
+        return not wanted or any(wanted in name.casefold() for name in facility.name.values())
+
+
+def _quietest(entry: tuple[Facility, FacilityOut]) -> tuple[bool, float, float]:
+    """Known and fresh first, by share of capacity, then by people."""
+    out = entry[1]
+    unknown = out.stale or out.occupancy is None
+    pct = out.occupancy_pct if out.occupancy_pct is not None else math.inf
+    return (unknown, pct, float(out.occupancy if out.occupancy is not None else math.inf))
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(request: Request, lang: str | None = Query(default=None)) -> HTMLResponse:
+def index(
+    request: Request,
+    lang: str | None = Query(default=None),
+    kind: str | None = Query(default=None),
+    q: str | None = Query(default=None),
+    open_: str | None = Query(default=None, alias="open"),
+    sort: str | None = Query(default=None),
+) -> HTMLResponse:
     hub = request.app.state.hub
     language = _language(request, lang)
     fmt = Formatter(language)
     now = datetime.now(UTC)
-    cards = [card(f, _present(request, f, language, now), fmt) for f in hub.settings.facilities]
-    return _render(request, "index.html", fmt, {"cards": cards})
+    query = ListFilter.of(kind, q, open_, sort)
+    facilities = hub.settings.facilities
+    shown = [(f, _present(request, f, language, now)) for f in facilities]
+    shown = [(f, out) for f, out in shown if query.admits(f, out)]
+    if query.sort == "quiet":
+        shown.sort(key=_quietest)
+    cards = [
+        card(f, out, fmt, _typical(request, f, now), _unknown_condition(request, f, fmt, now))
+        for f, out in shown
+    ]
+    counts: dict[str, int] = {}
+    for f in facilities:
+        counts[f.kind.value] = counts.get(f.kind.value, 0) + 1
+    kinds = [(k, fmt.t[f"kind_{k}"], n) for k, n in sorted(counts.items())]
+    context = {
+        "cards": cards,
+        "filters": query,
+        "kinds": kinds,
+        "count_text": fill(fmt.t["filter_count"], shown=len(cards), total=len(facilities)),
+        "sorts": [
+            ("", fmt.t["sort_default"]),
+            ("quiet", fmt.t["sort_quiet"]),
+            ("near", fmt.t["sort_near"]),
+        ],
+    }
+    response = _render(request, "index.html", fmt, context)
+    # Only the list sorts by distance, in the browser: nothing is sent to the hub.
+    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(self)"
+    return response
 
 
-def _day_range(facility: Facility, out: FacilityOut, now: datetime) -> tuple[datetime, datetime]:
-    """Today's opening hours, or the whole local day when they are not known."""
-    local = now.astimezone(facility.zone)
-    midnight = datetime.combine(local.date(), time(0), facility.zone)
-    span = parse_hours(out.hours_today) if out.hours_today else None
+def _typical(request: Request, facility: Facility, now: datetime) -> float | None:
+    """The typical figure now, or None (also when the forecast fails: the card stays)."""
+    hub = request.app.state.hub
+    try:
+        return typical_now(hub.store, facility, now, hub.settings.forecast)
+    except Exception:
+        log.exception("typical figure for %s failed", facility.id)
+        return None
+
+
+def _unknown_condition(request: Request, facility: Facility, fmt: Formatter, now: datetime) -> str:
+    return unknown_condition_text(facility, latest_for(request.app, facility.id), fmt, now)
+
+
+def _day_range(facility: Facility, day: date) -> tuple[datetime, datetime]:
+    """The day's opening hours, or the whole local day when they are not known."""
+    midnight = datetime.combine(day, time(0), facility.zone)
+    hours = facility.opening_hours.get(WEEKDAYS[day.weekday()])
+    span = parse_hours(hours) if hours else None
     if span is None:
         return midnight, midnight + timedelta(days=1)
     return (
-        datetime.combine(local.date(), span[0], facility.zone),
-        datetime.combine(local.date(), span[1], facility.zone),
+        datetime.combine(day, span[0], facility.zone),
+        datetime.combine(day, span[1], facility.zone),
     )
 
 
@@ -292,9 +463,22 @@ def _insights(forecast: Forecast | None, fmt: Formatter, zone: Any, now: datetim
     return lines
 
 
+def _day_tabs(today: date, chosen: date, fmt: Formatter) -> list[tuple[str, str, bool]]:
+    """A week of links from today, (day code, label, is the chosen one)."""
+    tabs = []
+    for offset in range(7):
+        day = today + timedelta(days=offset)
+        text = fmt.t["day_today"] if offset == 0 else fmt.standalone_weekday(day)
+        tabs.append((WEEKDAYS[day.weekday()], text, day == chosen))
+    return tabs
+
+
 @router.get("/facilities/{facility_id}", response_class=HTMLResponse, include_in_schema=False)
 def facility_page(
-    request: Request, facility_id: str, lang: str | None = Query(default=None)
+    request: Request,
+    facility_id: str,
+    lang: str | None = Query(default=None),
+    day: str | None = Query(default=None),
 ) -> HTMLResponse:
     hub = request.app.state.hub
     language = _language(request, lang)
@@ -306,32 +490,45 @@ def facility_page(
     now = datetime.now(UTC)
     out = _present(request, facility, language, now)
     zone = facility.zone
-    start, end = _day_range(facility, out, now)
-    buckets = hub.store.history(facility.id, start.astimezone(UTC), now, BUCKET_S)
-    middle = timedelta(seconds=BUCKET_S / 2)
-    today = [
-        (min(b.start + middle, now), b.occupancy_avg)
-        for b in buckets
-        if b.occupancy_avg is not None
-    ]
-    if out.occupancy is not None and not out.stale and start <= now <= end:
-        today.append((now, float(out.occupancy)))
+    local_today = now.astimezone(zone).date()
+    chosen = local_today
+    if day in WEEKDAYS:
+        chosen += timedelta(days=(WEEKDAYS.index(day) - local_today.weekday()) % 7)
+    is_today = chosen == local_today
+    start, end = _day_range(facility, chosen)
+    today: list[tuple[datetime, float]] = []
+    if is_today:
+        buckets = hub.store.history(facility.id, start.astimezone(UTC), now, BUCKET_S)
+        middle = timedelta(seconds=BUCKET_S / 2)
+        today = [
+            (min(b.start + middle, now), b.occupancy_avg)
+            for b in buckets
+            if b.occupancy_avg is not None
+        ]
+        if out.occupancy is not None and not out.stale and start <= now <= end:
+            today.append((now, float(out.occupancy)))
     forecast = _forecast(request, facility, now)
-    typical = [
-        (p.at, p.occupancy)
-        for p in (forecast.typical_today if forecast else [])
-        if p.occupancy is not None
-    ]
-    weekday = fmt.standalone_weekday(now.astimezone(zone))
+    typical_points = forecast.typical_today if forecast else []
+    busy_other_day: list[str] = []
+    if not is_today:
+        other = _typical_day(request, facility, chosen, now)
+        typical_points = other.points if other else []
+        if other and other.usually_busy_at:
+            spans = ", ".join(fmt.span(r.start, r.end, zone) for r in other.usually_busy_at)
+            busy_other_day.append(fill(t["usually_busy"], times=spans))
+    typical = [(p.at, p.occupancy) for p in typical_points if p.occupancy is not None]
+    weekday = fmt.standalone_weekday(datetime.combine(chosen, time(12), zone))
     legend_typical = fill(t["legend_typical"], weekday=weekday)
     chart: Markup | None = None
     if today or typical:
-        typical_now = _point_near(forecast.typical_today, now) if forecast else None
-        description = [t["chart_desc"]]
-        if out.occupancy is not None:
+        typical_at_now = _point_near(typical_points, now) if is_today else None
+        description = [t["chart_desc"] if is_today else t["chart_desc_day"]]
+        if out.occupancy is not None and is_today:
             description.append(fill(t["chart_desc_now"], n=fmt.number(out.occupancy)))
-        if typical_now is not None and typical_now.occupancy is not None:
-            description.append(fill(t["chart_desc_typical"], n=fmt.number(typical_now.occupancy)))
+        if typical_at_now is not None and typical_at_now.occupancy is not None:
+            description.append(
+                fill(t["chart_desc_typical"], n=fmt.number(typical_at_now.occupancy))
+            )
         chart = day_chart(
             today=today,
             typical=typical,
@@ -340,25 +537,47 @@ def facility_page(
             now=now,
             capacity=facility.capacity,
             text=ChartText(
-                title=fill(t["chart_title"], weekday=weekday),
+                title=fill(t["chart_title"] if is_today else t["chart_title_day"], weekday=weekday),
                 description=" ".join(description),
                 clock=lambda at: fmt.clock(at, zone),
                 number=lambda v: fmt.number(v),
                 now_label=t["now"],
             ),
         )
+    typical_value = typical_at_moment(typical_points, now)
     context = {
-        "c": card(facility, out, fmt),
+        "c": card(
+            facility, out, fmt, typical_value, _unknown_condition(request, facility, fmt, now)
+        ),
         "chart": chart,
         "legend_typical": legend_typical,
         "table": _table(today, typical, start, end, fmt, zone) if chart else [],
-        "insights": _insights(forecast, fmt, zone, now),
+        "insights": _insights(forecast, fmt, zone, now) if is_today else busy_other_day,
         "learning": forecast is not None and not forecast.typical_today,
         "snapshot": _snapshot(request, facility, fmt),
         "camera_note": _camera_note(out, t),
         "quality": out.quality,
+        "is_today": is_today,
+        "day_tabs": _day_tabs(local_today, chosen, fmt),
     }
     return _render(request, "facility.html", fmt, context)
+
+
+def typical_at_moment(points: list[ForecastPoint], now: datetime) -> float | None:
+    """The typical figure of the 15 minutes ``now`` falls in, from today's curve."""
+    point = _point_near(points, now)
+    return point.occupancy if point is not None else None
+
+
+def _typical_day(
+    request: Request, facility: Facility, day: date, now: datetime
+) -> TypicalDay | None:
+    hub = request.app.state.hub
+    try:
+        return typical_day(hub.store, facility, day, now, hub.settings.forecast)
+    except Exception:
+        log.exception("typical day for %s failed", facility.id)
+        return None
 
 
 @dataclass

@@ -66,6 +66,18 @@
     setText(figure, "camera-people", f.people === null ? "" : fill(t.people_on_camera, { n: numbers.format(f.people) }));
   }
 
+  // Busier or quieter than the typical moment, by the margin the server chose (pages.py).
+  function showVersus(item, occupancy) {
+    const versus = part(item, "versus");
+    if (!versus || item.dataset.typical === undefined) return;
+    const typical = Number(item.dataset.typical);
+    const margin = Number(item.dataset.margin);
+    const word = occupancy === null ? "" : occupancy > typical + margin ? t.usual_busier
+      : occupancy < typical - margin ? t.usual_quieter : t.usual_same;
+    setText(item, "versus", word);
+    versus.hidden = !word;
+  }
+
   function show(f) {
     const item = document.getElementById("f-" + f.id);
     if (!item) return;
@@ -89,16 +101,20 @@
     if (fillBar) fillBar.setAttribute("width", Math.min(100, f.occupancy_pct || 0).toFixed(1));
     if (part(item, "capacity")) {
       part(item, "capacity").hidden = f.occupancy_pct === null;
-      setText(item, "pct", f.occupancy_pct === null ? "" : fill(t.pct_of_capacity, {
+      setText(item, "pct-text", f.occupancy_pct === null ? "" : fill(t.pct_of_capacity, {
         pct: percent.format(Math.round(f.occupancy_pct) / 100), capacity: numbers.format(f.capacity) }));
+      setText(item, "free", f.occupancy === null || !f.capacity ? "" : fill(t.places_free, {
+        n: numbers.format(Math.max(0, f.capacity - f.occupancy)) }));
     }
+    showVersus(item, f.stale ? null : f.occupancy);
     if (part(item, "open") && f.open_now !== null) setText(item, "open", f.open_now ? t.open_now : t.closed_now);
     setText(item, "ice", temperature(t.ice_temp, f.ice_temp_c));
     setText(item, "air", temperature(t.air_temp, f.air_temp_c));
     setText(item, "people", f.people === null || cameraOnly ? "" : fill(t.people_on_camera, { n: numbers.format(f.people) }));
     const known = f.condition_state === "known" && f.condition_text;
     const quality = known && f.condition_quality ? t["cond_" + f.condition_quality] : "";
-    setText(item, "condition", known ? f.condition_text + (quality ? " · " + quality : "") : "");
+    const condition = part(item, "condition");
+    if (condition) setText(item, "condition", known ? f.condition_text + (quality ? " · " + quality : "") : condition.dataset.unknown);
     const notice = part(item, "notice");
     if (notice) { notice.textContent = f.notice || ""; notice.hidden = !f.notice; }
     showPicture(f);

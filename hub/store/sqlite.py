@@ -8,9 +8,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hub.schema_version import migrate
 from hub.state import Tracker
 from hub.store import DeviceStatus, HistoryBucket, Record, SavedState, Store, StoreURLError
-from hub.schema_version import migrate
 from ruuhka.contract import FacilityState
 
 _SCHEMA = """
@@ -189,7 +189,8 @@ class SQLiteStore(Store):
         with self._lock:
             rows = self._db.execute(
                 "SELECT (ts_ms / ?) * ? AS bucket, COUNT(*), AVG(occupancy), MAX(occupancy), "
-                "AVG(ice_temp_c), AVG(air_temp_c), AVG(people), AVG(spots_in_use) FROM facility_series "
+                "AVG(ice_temp_c), AVG(air_temp_c), AVG(people), AVG(spots_in_use) "
+                "FROM facility_series "
                 "WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY bucket ORDER BY bucket",
                 (every_ms, every_ms, facility, _ms(start), _ms(end)),
             ).fetchall()

@@ -142,7 +142,7 @@ def run_demo(state_dir: Path, port: int) -> None:
         settings = load_settings(HubSettings, config_path)
         password = demo_crew(settings)
         stop = threading.Event()
-        agents = agents_for(settings, settings.mqtt, state_dir / "devices")
+        agents = agents_for(settings, settings.mqtt, state_dir / "devices", yard_camera=True)
         url = f"http://127.0.0.1:{port}/"
         banner = (
             f"\n  Ruuhka demo: broker ({broker.kind}) on {broker.url}, hub config {config_path}\n"

@@ -20,6 +20,7 @@ from hub.fanout import FanoutMetrics, ServerSend
 from hub.ingest import Ingest
 from hub.live import LiveView
 from hub.metrics import Metrics
+from hub.renditions import Renditions
 from hub.replicas import OwnerIngest, Partition
 from hub.security import SecurityMiddleware
 from hub.snapshots import SnapshotStore
@@ -39,6 +40,7 @@ class Hub:
     live: LiveView
     ingest: Ingest
     snapshots: SnapshotStore
+    renditions: Renditions
     owner: OwnerIngest | None = None  # one of several replicas: derives its facilities
 
 
@@ -48,6 +50,8 @@ def build_hub(settings: HubSettings) -> Hub:
     metrics.watch_store(store.stats)
     live = LiveView([], metrics.live_clients.set, settings.live, FanoutMetrics(metrics.registry))
     snapshots = SnapshotStore.open(settings.snapshots, settings.store.url)
+    renditions = Renditions()
+    snapshots.listeners.append(renditions.submit)
     ingest = Ingest(
         settings,
         store,
@@ -64,7 +68,7 @@ def build_hub(settings: HubSettings) -> Hub:
     recall(live.recent, store, [f.id for f in settings.facilities], datetime.now(UTC))
     for state in ingest.states():
         live.offer(state, local=True)
-    return Hub(settings, store, metrics, live, ingest, snapshots, owner)
+    return Hub(settings, store, metrics, live, ingest, snapshots, renditions, owner)
 
 
 def create_app(settings: HubSettings) -> FastAPI:
@@ -86,6 +90,7 @@ def create_app(settings: HubSettings) -> FastAPI:
             hub.ingest.stop()
             hub.store.close()
             hub.snapshots.close()
+            hub.renditions.close()
             if app.state.crew is not None:
                 app.state.crew.close()
 

@@ -14,6 +14,7 @@ import base64
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,6 +107,8 @@ class SnapshotStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Told of every picture saved (hub/renditions.py makes the smaller copies).
+        self.listeners: list[Callable[[list[Picture]], None]] = []
         self._db.executescript(_SCHEMA)
         migrate(self._db, _MIGRATIONS, f"the picture store {path}")
 
@@ -146,6 +149,8 @@ class SnapshotStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        for listener in self.listeners:
+            listener(pictures)
 
     def _prune(self, now: datetime) -> None:
         self._db.execute("DELETE FROM snapshots WHERE taken_ms < ?", (ms(now - self.retention),))

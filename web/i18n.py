@@ -107,13 +107,16 @@ class Formatter:
     def date(self, value: date) -> str:
         return format_date(value, "long", locale=self.locale)
 
-    def age(self, seconds: float | None) -> str:
-        """ "updated 3 minutes ago"; "no data yet" when nothing was ever measured."""
+    def age(
+        self, seconds: float | None, template: str = "updated_ago", now_key: str = "just_now"
+    ) -> str:
+        """ "updated 3 minutes ago"; "no data yet" when nothing was ever measured.
+        ``template`` and ``now_key`` name other phrasings ("picture 3 minutes ago")."""
         if seconds is None:
             return self.t["no_data"]
         unit = age_unit(seconds)
         if unit is None:
-            return self.t["just_now"]
+            return self.t[now_key]
         amount, name = unit
         ago = format_timedelta(
             timedelta(seconds=-amount * UNIT_SECONDS[name]),
@@ -122,7 +125,7 @@ class Formatter:
             add_direction=True,
             locale=self.locale,
         )
-        return fill(self.t["updated_ago"], ago=ago)
+        return fill(self.t[template], ago=ago)
 
     def duration(self, seconds: float) -> str:
         """ "15 minutes", "6 hours": a length of time, rounded to its largest unit."""

@@ -27,7 +27,7 @@ from hub.snapshots import SnapshotStore
 from hub.store import Store, open_store
 from hub.trend import recall
 from ruuhka import __version__
-from web import STATIC_DIR, crew, pages
+from web import STATIC_DIR, crew, pages, sign
 
 log = logging.getLogger("ruuhka.hub")
 
@@ -105,6 +105,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(crew_routes.router)
     app.include_router(crew.router)
     app.include_router(pages.router)
+    app.include_router(sign.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(SecurityMiddleware, settings=settings.http)
     app.add_middleware(ServerSend)  # outermost: the live fan-out writes frames directly

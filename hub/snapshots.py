@@ -56,6 +56,12 @@ class SnapshotSettings(BaseModel):
     )
     history: bool = Field(default=False, description="Keep every picture for retention_h.")
     retention_h: float = Field(default=24.0, gt=0, description="Nothing older is kept.")
+    interval_s: int = Field(
+        default=60,
+        gt=0,
+        description="How often the cameras publish a picture, as their signs say "
+        "(a facility's snapshot_interval_s overrides it).",
+    )
 
 
 @dataclass

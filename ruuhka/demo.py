@@ -34,6 +34,13 @@ DEMO_CONFIG = (
 [crew]
 db = "sqlite:///{crew_db}"
 
+[site]
+contact = "liikunta@example.fi"
+operator = {{ fi = "Esimerkin kunta", sv = "Exempelkommunen", en = "Municipality of Example" }}
+
+[snapshots]
+interval_s = 5  # the demo camera publishes every 5 s; its sign says so
+
 [[facilities]]
 id = "uimahalli"
 kind = "swimming_hall"

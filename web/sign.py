@@ -89,7 +89,7 @@ def sign(
         "blocks": [block(settings, facility, code) for code in order],
         "url": url,
         "qr": qr_svg(url, url),
-        "scan": " · ".join(Formatter(code).t["sign_scan"] for code in order),
+        "scan": " · ".join(Formatter(code).t["sign_scan"] for code in order) + ":",
         "facility": facility,
     }
     response = templates.TemplateResponse(

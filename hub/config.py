@@ -115,6 +115,11 @@ class Facility(_Strict):
         description='Per weekday (mon..sun): "06:00-21:00" or "closed". Missing = unknown.',
     )
     stale_after_s: PositiveInt | None = None
+    snapshot_interval_s: PositiveInt | None = Field(
+        default=None,
+        description="How often this place's camera publishes a picture, as its sign says; "
+        "default [snapshots] interval_s.",
+    )
     location: Location | None = None
     sources: list[Source] = Field(default_factory=list)
 
@@ -280,6 +285,12 @@ class SiteSettings(_Strict):
     )
     accessibility_reviewed: date | None = Field(
         default=None, description="When the accessibility statement was last reviewed."
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="The service's public address, e.g. https://ruuhka.example.fi: printed "
+        "on camera signs and in their QR codes. Default: the address a request came to.",
     )
 
 

@@ -42,7 +42,10 @@ class FacilityOut(BaseModel):
     kind: str
     occupancy: int | None = Field(description="People there now; null when unknown.")
     capacity: int | None
-    occupancy_pct: float | None = Field(description="Occupancy as % of capacity.")
+    occupancy_pct: float | None = Field(
+        description="Occupancy as % of capacity; for a place counted only by a camera that "
+        "watches spots, spots in use as % of spots."
+    )
     level: Level | None = Field(description="quiet / moderate / busy / full.")
     updated_at: datetime | None = Field(description="When the newest value was measured (UTC).")
     age_s: float | None = Field(description="Seconds since updated_at, at response time.")
@@ -56,8 +59,25 @@ class FacilityOut(BaseModel):
     snapshot_at: datetime | None = Field(
         default=None, description="When the latest anonymised camera picture was taken (UTC)."
     )
+    snapshot_url: str | None = Field(
+        default=None,
+        description="The latest picture; the v parameter names it, so a new picture has a "
+        "new URL (404 once older than the hub's picture retention).",
+    )
     camera_status: CameraStatus | None = Field(
         default=None, description="ok, or why the camera publishes no picture (it fails closed)."
+    )
+    spots: int | None = Field(default=None, description="Washing spots the camera watches.")
+    spots_in_use: int | None = Field(
+        default=None, description="Washing spots in use on the latest picture; null when unknown."
+    )
+    people_waiting: int | None = Field(
+        default=None,
+        description="People on the picture who are not at a spot (people beyond one per spot "
+        "in use); null unless the camera watches spots and counted.",
+    )
+    count_simulated: bool = Field(
+        default=False, description="The camera's figures come from a simulation (a demo)."
     )
     trend: Trend | None = Field(
         default=None,
@@ -101,6 +121,19 @@ def present(
     pct = None
     if state.occupancy is not None and facility.capacity:
         pct = round(100 * state.occupancy / facility.capacity, 1)
+    waiting = None
+    if state.people is not None and state.spots_in_use is not None and state.spots:
+        waiting = max(0, state.people - state.spots_in_use)
+    level = level_for(pct)
+    if state.occupancy is None and state.spots and state.spots_in_use is not None:
+        # Counted only by a camera that watches spots: how full is how many spots are taken,
+        # and anyone waiting for one means full.
+        pct = round(100 * min(state.spots_in_use, state.spots) / state.spots, 1)
+        level = Level.FULL if waiting else level_for(pct)
+    snapshot_url = None
+    if state.snapshot_at is not None:
+        version = round(state.snapshot_at.timestamp() * 1000)
+        snapshot_url = f"/api/v1/facilities/{facility.id}/snapshot.jpg?v={version}"
     age = (now - state.updated_at).total_seconds() if state.updated_at else None
     stale = age is None or age > facility.stale_after
     weekday = WEEKDAYS[now.astimezone(facility.zone).weekday()]
@@ -111,7 +144,7 @@ def present(
         occupancy=state.occupancy,
         capacity=facility.capacity,
         occupancy_pct=pct,
-        level=level_for(pct),
+        level=level,
         updated_at=state.updated_at.astimezone(UTC) if state.updated_at else None,
         age_s=round(age, 1) if age is not None else None,
         stale=stale,
@@ -122,7 +155,12 @@ def present(
         air_temp_c=state.air_temp_c,
         people=state.people,
         snapshot_at=state.snapshot_at.astimezone(UTC) if state.snapshot_at else None,
+        snapshot_url=snapshot_url,
         camera_status=state.camera_status,
+        spots=state.spots,
+        spots_in_use=state.spots_in_use,
+        people_waiting=waiting,
+        count_simulated=state.count_simulated,
         trend=None if stale else trend,
         hours_today=facility.opening_hours.get(weekday),
         **condition_fields(condition, lang, facility.zone, now),

@@ -39,6 +39,7 @@ CSV_FIELDS = (
     "ice_temp_c",
     "air_temp_c",
     "people_avg",
+    "spots_in_use_avg",
 )
 
 FromQuery = Query(
@@ -77,6 +78,9 @@ class HistoryBucketOut(BaseModel):
     ice_temp_c: float | None = Field(description="Mean ice temperature.")
     air_temp_c: float | None = Field(description="Mean air temperature.")
     people_avg: float | None = Field(description="Mean people counted on camera images.")
+    spots_in_use_avg: float | None = Field(
+        default=None, description="Mean washing spots in use on camera images."
+    )
 
 
 class HistoryOut(BaseModel):
@@ -103,6 +107,7 @@ class HistoryOut(BaseModel):
                             "ice_temp_c": None,
                             "air_temp_c": None,
                             "people_avg": None,
+                            "spots_in_use_avg": None,
                         }
                     ],
                 }
@@ -119,7 +124,7 @@ class HistoryOut(BaseModel):
 
 
 _CSV_EXAMPLE = (
-    ",".join(CSV_FIELDS) + "\n2026-11-23T06:00:00Z,2026-11-23T06:30:00Z,112,41.5,58,13.83,,,\n"
+    ",".join(CSV_FIELDS) + "\n2026-11-23T06:00:00Z,2026-11-23T06:30:00Z,112,41.5,58,13.83,,,,\n"
 )
 RESPONSES: dict[int | str, dict[str, object]] = {
     200: {
@@ -210,6 +215,7 @@ def _out(bucket: HistoryBucket, every_s: int, capacity: int | None) -> HistoryBu
         ice_temp_c=r(bucket.ice_temp_c),
         air_temp_c=r(bucket.air_temp_c),
         people_avg=r(bucket.people_avg),
+        spots_in_use_avg=r(bucket.spots_in_use_avg),
     )
 
 

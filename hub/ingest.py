@@ -412,7 +412,17 @@ class Ingest:
             self.reject_log.warn(source.split("/")[0], "bad_image", str(exc))
             return
         pictures.append(
-            Picture(facility, source, when, jpeg, reading.width, reading.height, reading.people)
+            Picture(
+                facility,
+                source,
+                when,
+                jpeg,
+                reading.width,
+                reading.height,
+                reading.people,
+                reading.spots,
+                reading.spots_in_use,
+            )
         )
 
 

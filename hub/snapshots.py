@@ -14,11 +14,14 @@ import base64
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from hub.schema_version import migrate
 
 log = logging.getLogger("ruuhka.snapshots")
 
@@ -34,6 +37,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (facility, source, taken_ms)
 ) WITHOUT ROWID;
 """
+# Appended, never edited: each is one schema version (hub/schema_version.py).
+_MIGRATIONS = (
+    # 1: the washing spots the picture shows, for its text alternative.
+    "ALTER TABLE snapshots ADD COLUMN spots INTEGER",
+    # 2
+    "ALTER TABLE snapshots ADD COLUMN spots_in_use INTEGER",
+)
 
 
 class SnapshotSettings(BaseModel):
@@ -46,6 +56,12 @@ class SnapshotSettings(BaseModel):
     )
     history: bool = Field(default=False, description="Keep every picture for retention_h.")
     retention_h: float = Field(default=24.0, gt=0, description="Nothing older is kept.")
+    interval_s: int = Field(
+        default=60,
+        gt=0,
+        description="How often the cameras publish a picture, as their signs say "
+        "(a facility's snapshot_interval_s overrides it).",
+    )
 
 
 @dataclass
@@ -57,6 +73,8 @@ class Picture:
     width: int
     height: int
     people: int | None = None
+    spots: int | None = None
+    spots_in_use: int | None = None
 
 
 def decode_jpeg(jpeg_b64: str) -> bytes:
@@ -95,7 +113,10 @@ class SnapshotStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Told of every picture saved (hub/renditions.py makes the smaller copies).
+        self.listeners: list[Callable[[list[Picture]], None]] = []
         self._db.executescript(_SCHEMA)
+        migrate(self._db, _MIGRATIONS, f"the picture store {path}")
 
     @classmethod
     def open(cls, settings: SnapshotSettings, store_url: str) -> SnapshotStore:
@@ -109,7 +130,7 @@ class SnapshotStore:
             try:
                 for p in pictures:
                     self._db.execute(
-                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             p.facility,
                             p.source,
@@ -118,6 +139,8 @@ class SnapshotStore:
                             p.width,
                             p.height,
                             p.jpeg,
+                            p.spots,
+                            p.spots_in_use,
                         ),
                     )
                     if not self.history:
@@ -132,6 +155,8 @@ class SnapshotStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        for listener in self.listeners:
+            listener(pictures)
 
     def _prune(self, now: datetime) -> None:
         self._db.execute("DELETE FROM snapshots WHERE taken_ms < ?", (ms(now - self.retention),))
@@ -141,15 +166,16 @@ class SnapshotStore:
         now = now or datetime.now(UTC)
         with self._lock:
             row = self._db.execute(
-                "SELECT source, taken_ms, people, width, height, jpeg FROM snapshots "
+                "SELECT source, taken_ms, people, width, height, jpeg, spots, spots_in_use "
+                "FROM snapshots "
                 "WHERE facility = ? AND taken_ms >= ? ORDER BY taken_ms DESC LIMIT 1",
                 (facility, ms(now - self.retention)),
             ).fetchone()
         if row is None:
             return None
-        source, taken_ms, people, width, height, jpeg = row
+        source, taken_ms, people, width, height, jpeg, spots, in_use = row
         taken = datetime.fromtimestamp(taken_ms / 1000, UTC)
-        return Picture(facility, source, taken, bytes(jpeg), width, height, people)
+        return Picture(facility, source, taken, bytes(jpeg), width, height, people, spots, in_use)
 
     def count(self) -> int:
         with self._lock:

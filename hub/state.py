@@ -14,6 +14,7 @@ from typing import Any
 from hub.config import WEEKDAYS, Facility, parse_hours
 from ruuhka.contract import (
     MAX_COUNT,
+    CameraStatus,
     CountPayload,
     FacilityState,
     Quality,
@@ -94,6 +95,11 @@ class FacilityDeriver:
             # A camera that failed closed says why and counts nobody: unknown, not 0.
             self.state.camera_status = reading.status
             self.state.people = reading.people
+            self.state.spots_in_use = reading.spots_in_use
+            self.state.count_simulated = reading.count_simulated
+            if reading.status is CameraStatus.OK:
+                # A camera that failed closed still watches the same spots.
+                self.state.spots = reading.spots
             if reading.jpeg_b64 is not None:
                 self.state.snapshot_at = when
         else:

@@ -128,6 +128,11 @@ class SnapshotPayload(_Payload):
     status: CameraStatus = Field(default=CameraStatus.OK, description="ok, or why no picture.")
     spots_in_use: Count | None = Field(default=None, description="Washing spots in use.")
     spots: Count | None = Field(default=None, description="Washing spots watched.")
+    count_simulated: bool = Field(
+        default=False,
+        description="True when people and spots_in_use come from a simulation's own ground "
+        "truth rather than from the person detector (the demo camera).",
+    )
 
     @model_validator(mode="after")
     def _picture_only_when_ok(self) -> SnapshotPayload:
@@ -202,6 +207,11 @@ class FacilityState(BaseModel):
         default=None, description="When the latest anonymised picture was taken."
     )
     camera_status: CameraStatus | None = None
+    spots: int | None = Field(default=None, description="Washing spots the camera watches.")
+    spots_in_use: int | None = Field(default=None, description="Spots in use; null when unknown.")
+    count_simulated: bool = Field(
+        default=False, description="The camera's figures come from a simulation (demo)."
+    )
 
 
 class TopicError(ValueError):

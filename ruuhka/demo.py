@@ -34,6 +34,13 @@ DEMO_CONFIG = (
 [crew]
 db = "sqlite:///{crew_db}"
 
+[site]
+contact = "liikunta@example.fi"
+operator = {{ fi = "Esimerkin kunta", sv = "Exempelkommunen", en = "Municipality of Example" }}
+
+[snapshots]
+interval_s = 5  # the demo camera publishes every 5 s; its sign says so
+
 [[facilities]]
 id = "uimahalli"
 kind = "swimming_hall"
@@ -142,7 +149,7 @@ def run_demo(state_dir: Path, port: int) -> None:
         settings = load_settings(HubSettings, config_path)
         password = demo_crew(settings)
         stop = threading.Event()
-        agents = agents_for(settings, settings.mqtt, state_dir / "devices")
+        agents = agents_for(settings, settings.mqtt, state_dir / "devices", yard_camera=True)
         url = f"http://127.0.0.1:{port}/"
         banner = (
             f"\n  Ruuhka demo: broker ({broker.kind}) on {broker.url}, hub config {config_path}\n"

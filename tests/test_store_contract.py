@@ -152,6 +152,8 @@ def test_history_aggregates_per_interval(store: Store) -> None:
         saved("pool", 30, T0 + timedelta(minutes=50), 4),
         saved("rink", None, T0 + timedelta(minutes=1), 1, ice_temp_c=-4.5, air_temp_c=2.0),
         saved("rink", None, T0 + timedelta(minutes=2), 2, ice_temp_c=-3.5, air_temp_c=3.0),
+        saved("carpets", None, T0 + timedelta(minutes=3), 1, people=3, spots=2, spots_in_use=2),
+        saved("carpets", None, T0 + timedelta(minutes=4), 2, people=1, spots=2, spots_in_use=1),
     ]
     for state in states:
         store.commit([], [state], [])
@@ -165,6 +167,10 @@ def test_history_aggregates_per_interval(store: Store) -> None:
     assert rink.start == T0 and rink.samples == 2 and rink.occupancy_avg is None
     assert rink.ice_temp_c == pytest.approx(-4.0) and rink.air_temp_c == pytest.approx(2.5)
     assert store.history("pool", T0 + timedelta(hours=2), T0 + timedelta(hours=3), 60) == []
+    (carpets,) = store.history("carpets", T0, T0 + timedelta(hours=1), 3600)
+    assert carpets.people_avg == pytest.approx(2.0)
+    assert carpets.spots_in_use_avg == pytest.approx(1.5)
+    assert buckets[0].spots_in_use_avg is None
 
 
 def test_device_status_keeps_what_a_later_report_leaves_out(store: Store) -> None:

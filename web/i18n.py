@@ -107,13 +107,16 @@ class Formatter:
     def date(self, value: date) -> str:
         return format_date(value, "long", locale=self.locale)
 
-    def age(self, seconds: float | None) -> str:
-        """ "updated 3 minutes ago"; "no data yet" when nothing was ever measured."""
+    def age(
+        self, seconds: float | None, template: str = "updated_ago", now_key: str = "just_now"
+    ) -> str:
+        """ "updated 3 minutes ago"; "no data yet" when nothing was ever measured.
+        ``template`` and ``now_key`` name other phrasings ("picture 3 minutes ago")."""
         if seconds is None:
             return self.t["no_data"]
         if age_unit(seconds) is None:
-            return self.t["just_now"]
-        return fill(self.t["updated_ago"], ago=self.ago(seconds))
+            return self.t[now_key]
+        return fill(self.t[template], ago=self.ago(seconds))
 
     def ago(self, seconds: float) -> str:
         """ "3 minutes ago", in the unit ``age_unit`` picks (under 10 s: seconds)."""

@@ -35,6 +35,9 @@ from hub.forecast import (
     typical_day,
     typical_now,
 )
+from hub.renditions import WIDTHS
+from hub.snapshots import Picture, ms
+from hub.store import Store
 from web import TEMPLATES_DIR
 from web.assets import ASSETS
 from web.charts import ChartText, day_chart
@@ -99,9 +102,25 @@ CLIENT_STRINGS = (
     "distance",
     "location_failed",
     "sorted_near",
+    "picture_ago",
+    "picture_just_now",
+    "spots_in_use",
+    "people_waiting",
+    "camera_alt_people",
+    "camera_alt_spots",
+    "camera_not_current",
+    "camera_paused_short",
+    "camera_dark",
+    "camera_light_change",
+    "camera_calibrating",
+    "camera_implausible_mask",
+    "camera_error",
+    "camera_timeout",
+    "camera_no_frame",
 )
 MAX_QUERY_CHARS = 100
 SORTS = ("", "quiet", "near")
+THUMB_CSS_W = 120
 
 
 @dataclass
@@ -131,6 +150,96 @@ class Card:
     margin: float
     unknown_condition: str
     location: Location | None
+    camera: CameraView | None = None
+
+
+@dataclass
+class CameraView:
+    """The camera's part of a card and of the facility page, formatted. A picture is
+    shown only while it is current: the camera has not failed closed since, and it
+    is not older than the facility's stale threshold."""
+
+    current: bool
+    version: int | None
+    url: str
+    thumb: str
+    medium: str
+    srcset: str
+    width: int
+    height: int
+    thumb_height: int
+    taken_at: str
+    age: str
+    alt: str
+    spots: str
+    waiting: str
+    note: str
+    simulated: str
+
+
+def _versioned(url: str, width: int | None) -> str:
+    return f"{url}&w={width}" if width else url
+
+
+def camera_view(
+    facility: Facility, out: FacilityOut, picture: Picture | None, fmt: Formatter, now: datetime
+) -> CameraView | None:
+    """None for a place without a camera."""
+    if (
+        out.camera_status is None
+        and picture is None
+        and not any(s.camera for s in facility.sources)
+    ):
+        return None
+    t = fmt.t
+    zone = facility.zone
+    spots = ""
+    if out.spots and out.spots_in_use is not None:
+        spots = fill(t["spots_in_use"], n=fmt.number(out.spots_in_use), total=fmt.number(out.spots))
+    waiting = ""
+    if out.people_waiting is not None:
+        waiting = fill(t["people_waiting"], n=fmt.number(out.people_waiting))
+    failed = out.camera_status is not None and out.camera_status != "ok"
+    age_s = (now - picture.taken_at).total_seconds() if picture is not None else None
+    current = age_s is not None and age_s <= facility.stale_after and not failed
+    note = ""
+    if failed:
+        reason = t.get(f"camera_{out.camera_status}", t["camera_error"])
+        note = fill(t["camera_paused_short"], reason=reason)
+    elif picture is not None and not current:
+        note = fill(t["camera_not_current"], time=fmt.clock(picture.taken_at, zone))
+    if picture is None:
+        return CameraView(False, None, "", "", "", "", 0, 0, 0, "", "", "", spots, waiting,
+                          note, t["camera_simulated"] if out.count_simulated else "")  # fmt: skip
+    version = ms(picture.taken_at)
+    url = f"/api/v1/facilities/{facility.id}/snapshot.jpg?v={version}"
+    widths = [w for w in WIDTHS if w < picture.width]
+    srcset = ", ".join([f"{_versioned(url, w)} {w}w" for w in widths] + [f"{url} {picture.width}w"])
+    clock = fmt.clock(picture.taken_at, zone)
+    people = fmt.number(picture.people) if picture.people is not None else "–"
+    if picture.spots and picture.spots_in_use is not None:
+        used, total = fmt.number(picture.spots_in_use), fmt.number(picture.spots)
+        alt = fill(t["camera_alt_spots"], time=clock, people=people, used=used, total=total)
+    else:
+        alt = fill(t["camera_alt_people"], time=clock, people=people)
+    return CameraView(
+        current=current,
+        version=version,
+        url=url,
+        thumb=_versioned(url, WIDTHS[0]),
+        medium=_versioned(url, WIDTHS[1]),
+        srcset=srcset,
+        width=picture.width,
+        height=picture.height,
+        thumb_height=max(1, round(THUMB_CSS_W * picture.height / picture.width)),
+        taken_at=picture.taken_at.isoformat(),
+        age=fmt.age(age_s, "picture_ago", "picture_just_now"),
+        alt=alt,
+        spots=spots,
+        waiting=waiting,
+        note=note,
+        simulated=t["camera_simulated"] if out.count_simulated else "",
+    )
 
 
 def _language(request: Request, lang: str | None) -> str:
@@ -198,10 +307,14 @@ def card(
     fmt: Formatter,
     typical: float | None = None,
     unknown_condition: str = "",
+    camera: CameraView | None = None,
 ) -> Card:
     t = fmt.t
     pct = ""
-    if out.occupancy_pct is not None and out.capacity:
+    # Counted by a camera that watches spots: the bar shows spots in use, said in words
+    # by the camera's line ("2 of 3 washing spots in use"), not as a share of capacity.
+    by_spots = out.occupancy is None and bool(out.spots)
+    if out.occupancy_pct is not None and out.capacity and not by_spots:
         pct = fill(
             t["pct_of_capacity"],
             pct=fmt.percent(out.occupancy_pct),
@@ -251,6 +364,7 @@ def card(
         margin=margin,
         unknown_condition=unknown_condition,
         location=facility.location,
+        camera=camera,
     )
 
 
@@ -352,7 +466,14 @@ def index(
     if query.sort == "quiet":
         shown.sort(key=_quietest)
     cards = [
-        card(f, out, fmt, _typical(request, f, now), _unknown_condition(request, f, fmt, now))
+        card(
+            f,
+            out,
+            fmt,
+            _typical(request, f, now),
+            _unknown_condition(request, f, fmt, now),
+            camera_view(f, out, hub.snapshots.latest(f.id), fmt, now),
+        )
         for f, out in shown
     ]
     counts: dict[str, int] = {}
@@ -496,48 +617,67 @@ def facility_page(
         chosen += timedelta(days=(WEEKDAYS.index(day) - local_today.weekday()) % 7)
     is_today = chosen == local_today
     start, end = _day_range(facility, chosen)
+    # Counted by a camera that watches spots: the day in spots in use.
+    by_spots = out.occupancy is None and bool(out.spots)
     today: list[tuple[datetime, float]] = []
     if is_today:
         buckets = hub.store.history(facility.id, start.astimezone(UTC), now, BUCKET_S)
         middle = timedelta(seconds=BUCKET_S / 2)
-        today = [
-            (min(b.start + middle, now), b.occupancy_avg)
-            for b in buckets
-            if b.occupancy_avg is not None
-        ]
-        if out.occupancy is not None and not out.stale and start <= now <= end:
-            today.append((now, float(out.occupancy)))
+        for b in buckets:
+            value = b.spots_in_use_avg if by_spots else b.occupancy_avg
+            if value is not None:
+                today.append((min(b.start + middle, now), value))
+        live = out.spots_in_use if by_spots else out.occupancy
+        if live is not None and not out.stale and start <= now <= end:
+            today.append((now, float(live)))
     forecast = _forecast(request, facility, now)
-    typical_points = forecast.typical_today if forecast else []
-    busy_other_day: list[str] = []
-    if not is_today:
-        other = _typical_day(request, facility, chosen, now)
-        typical_points = other.points if other else []
-        if other and other.usually_busy_at:
-            spans = ", ".join(fmt.span(r.start, r.end, zone) for r in other.usually_busy_at)
-            busy_other_day.append(fill(t["usually_busy"], times=spans))
-    typical = [(p.at, p.occupancy) for p in typical_points if p.occupancy is not None]
     weekday = fmt.standalone_weekday(datetime.combine(chosen, time(12), zone))
     legend_typical = fill(t["legend_typical"], weekday=weekday)
-    chart: Markup | None = None
-    if today or typical:
+    typical_points: list[ForecastPoint] = []
+    busy_other_day: list[str] = []
+    if by_spots:
+        typical = typical_spots(hub.store, facility, start, end)
+        typical_now_value = _value_near(typical, now) if is_today else None
+        title = fill(t["spots_chart_title"], weekday=weekday)
+        description = [t["spots_chart_desc"]]
+        if out.spots_in_use is not None and is_today:
+            description.append(
+                fill(
+                    t["spots_chart_desc_now"],
+                    n=fmt.number(out.spots_in_use),
+                    total=fmt.number(out.spots or 0),
+                )
+            )
+        scale = out.spots
+    else:
+        typical_points = forecast.typical_today if forecast else []
+        if not is_today:
+            other = _typical_day(request, facility, chosen, now)
+            typical_points = other.points if other else []
+            if other and other.usually_busy_at:
+                spans = ", ".join(fmt.span(r.start, r.end, zone) for r in other.usually_busy_at)
+                busy_other_day.append(fill(t["usually_busy"], times=spans))
+        typical = [(p.at, p.occupancy) for p in typical_points if p.occupancy is not None]
         typical_at_now = _point_near(typical_points, now) if is_today else None
+        typical_now_value = typical_at_now.occupancy if typical_at_now else None
+        title = fill(t["chart_title"] if is_today else t["chart_title_day"], weekday=weekday)
         description = [t["chart_desc"] if is_today else t["chart_desc_day"]]
         if out.occupancy is not None and is_today:
             description.append(fill(t["chart_desc_now"], n=fmt.number(out.occupancy)))
-        if typical_at_now is not None and typical_at_now.occupancy is not None:
-            description.append(
-                fill(t["chart_desc_typical"], n=fmt.number(typical_at_now.occupancy))
-            )
+        scale = facility.capacity
+    chart: Markup | None = None
+    if today or typical:
+        if typical_now_value is not None and not by_spots:
+            description.append(fill(t["chart_desc_typical"], n=fmt.number(typical_now_value)))
         chart = day_chart(
             today=today,
             typical=typical,
             start=start,
             end=end,
             now=now,
-            capacity=facility.capacity,
+            capacity=scale,
             text=ChartText(
-                title=fill(t["chart_title"] if is_today else t["chart_title_day"], weekday=weekday),
+                title=title,
                 description=" ".join(description),
                 clock=lambda at: fmt.clock(at, zone),
                 number=lambda v: fmt.number(v),
@@ -545,17 +685,21 @@ def facility_page(
             ),
         )
     typical_value = typical_at_moment(typical_points, now)
+    camera = camera_view(facility, out, hub.snapshots.latest(facility.id), fmt, now)
     context = {
         "c": card(
-            facility, out, fmt, typical_value, _unknown_condition(request, facility, fmt, now)
+            facility,
+            out,
+            fmt,
+            typical_value,
+            _unknown_condition(request, facility, fmt, now),
+            camera,
         ),
         "chart": chart,
         "legend_typical": legend_typical,
         "table": _table(today, typical, start, end, fmt, zone) if chart else [],
         "insights": _insights(forecast, fmt, zone, now) if is_today else busy_other_day,
         "learning": forecast is not None and not forecast.typical_today,
-        "snapshot": _snapshot(request, facility, fmt),
-        "camera_note": _camera_note(out, t),
         "quality": out.quality,
         "is_today": is_today,
         "day_tabs": _day_tabs(local_today, chosen, fmt),
@@ -580,43 +724,25 @@ def _typical_day(
         return None
 
 
-@dataclass
-class Snapshot:
-    """The latest anonymised camera picture, as the facility page shows it."""
-
-    url: str
-    taken_at: datetime
-    time: str
-    people: str
-    width: int
-    height: int
+def _value_near(series: list[tuple[datetime, float]], when: datetime) -> float | None:
+    near = [(abs((at - when).total_seconds()), v) for at, v in series]
+    best = min(near, default=None)
+    return best[1] if best is not None and best[0] <= 900 else None
 
 
-def _snapshot(request: Request, facility: Facility, fmt: Formatter) -> Snapshot | None:
-    """The picture the hub serves now (within its retention), if any. The URL names
-    the picture, so that a new one is fetched while the old one may be cached."""
-    picture = request.app.state.hub.snapshots.latest(facility.id)
-    if picture is None:
-        return None
-    version = int(picture.taken_at.timestamp() * 1000)
-    return Snapshot(
-        url=f"/api/v1/facilities/{facility.id}/snapshot.jpg?v={version}",
-        taken_at=picture.taken_at,
-        time=fill(fmt.t["camera_taken"], time=fmt.clock(picture.taken_at, facility.zone)),
-        people=fill(fmt.t["people_on_camera"], n=fmt.number(picture.people))
-        if picture.people is not None
-        else "",
-        width=picture.width,
-        height=picture.height,
-    )
-
-
-def _camera_note(out: FacilityOut, t: dict[str, str]) -> str:
-    """Why the camera sends no new picture now (it fails closed), or ""."""
-    if out.camera_status is None or out.camera_status == "ok":
-        return ""
-    reason = t.get(f"camera_{out.camera_status}", t["camera_error"])
-    return fill(t["camera_paused"], reason=reason)
+def typical_spots(
+    store: Store, facility: Facility, start: datetime, end: datetime, weeks: int = 4
+) -> list[tuple[datetime, float]]:
+    """Spots in use on this weekday over the last ``weeks`` weeks, per 15 minutes:
+    the mean of each interval over the weeks that have it."""
+    middle = timedelta(seconds=BUCKET_S / 2)
+    slots: dict[timedelta, list[float]] = {}
+    for week in range(1, weeks + 1):
+        since, until = start - timedelta(weeks=week), end - timedelta(weeks=week)
+        for b in store.history(facility.id, since.astimezone(UTC), until.astimezone(UTC), BUCKET_S):
+            if b.spots_in_use_avg is not None:
+                slots.setdefault(b.start - since, []).append(b.spots_in_use_avg)
+    return sorted((start + offset + middle, sum(v) / len(v)) for offset, v in slots.items())
 
 
 @router.get("/about", response_class=HTMLResponse, include_in_schema=False)

@@ -58,6 +58,7 @@ class HistoryBucket:
     ice_temp_c: float | None = None
     air_temp_c: float | None = None
     people_avg: float | None = None
+    spots_in_use_avg: float | None = None
 
 
 class Store(ABC):

@@ -506,8 +506,10 @@ class InfluxStore(Store):
                     value = getattr(state, name)
                     if value is not None:
                         series.field(name, float(value))
-                if state.people is not None:
-                    series.field("people", int(state.people))
+                for name in ("people", "spots_in_use"):
+                    value = getattr(state, name)
+                    if value is not None:
+                        series.field(name, int(value))
                 series.time(_ns(state.updated_at), WritePrecision.NS)
                 lines.append(series.to_line_protocol())
             point = Point(STATE).tag("facility", state.facility)
@@ -601,7 +603,8 @@ class InfluxStore(Store):
         statement = (
             "SELECT count(revision) AS samples, mean(occupancy) AS occupancy_avg, "
             "max(occupancy) AS occupancy_max, mean(ice_temp_c) AS ice_temp_c, "
-            "mean(air_temp_c) AS air_temp_c, mean(people) AS people_avg "
+            "mean(air_temp_c) AS air_temp_c, mean(people) AS people_avg, "
+            "mean(spots_in_use) AS spots_in_use_avg "
             f"FROM {SERIES} WHERE facility = {_quote(facility)} "
             f"AND time >= {_rfc3339(start)} AND time < {_rfc3339(end)} "
             f"GROUP BY time({int(every_s)}s) fill(none)"
@@ -621,6 +624,7 @@ class InfluxStore(Store):
                         ice_temp_c=row.get("ice_temp_c"),
                         air_temp_c=row.get("air_temp_c"),
                         people_avg=row.get("people_avg"),
+                        spots_in_use_avg=row.get("spots_in_use_avg"),
                     )
                 )
         buckets.sort(key=lambda b: b.start)

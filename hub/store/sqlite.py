@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hub.schema_version import migrate
 from hub.state import Tracker
 from hub.store import DeviceStatus, HistoryBucket, Record, SavedState, Store, StoreURLError
 from ruuhka.contract import FacilityState
@@ -48,6 +49,12 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 """
 
+# Appended, never edited: each is one schema version (hub/schema_version.py).
+_MIGRATIONS = (
+    # 1: the camera's washing spots in use, a series of their own.
+    "ALTER TABLE facility_series ADD COLUMN spots_in_use INTEGER",
+)
+
 
 def _ms(when: datetime) -> int:
     return round(when.timestamp() * 1000)
@@ -70,6 +77,7 @@ class SQLiteStore(Store):
         # acknowledged to the broker, so not even a power cut loses an acked reading.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        migrate(self._db, _MIGRATIONS, f"the store {path}")
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -130,7 +138,7 @@ class SQLiteStore(Store):
                     ],
                 )
                 db.executemany(
-                    "INSERT OR REPLACE INTO facility_series VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO facility_series VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             s.state.facility,
@@ -139,6 +147,7 @@ class SQLiteStore(Store):
                             s.state.ice_temp_c,
                             s.state.air_temp_c,
                             s.state.people,
+                            s.state.spots_in_use,
                         )
                         for s in states
                         if s.state.updated_at is not None
@@ -180,13 +189,14 @@ class SQLiteStore(Store):
         with self._lock:
             rows = self._db.execute(
                 "SELECT (ts_ms / ?) * ? AS bucket, COUNT(*), AVG(occupancy), MAX(occupancy), "
-                "AVG(ice_temp_c), AVG(air_temp_c), AVG(people) FROM facility_series "
+                "AVG(ice_temp_c), AVG(air_temp_c), AVG(people), AVG(spots_in_use) "
+                "FROM facility_series "
                 "WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY bucket ORDER BY bucket",
                 (every_ms, every_ms, facility, _ms(start), _ms(end)),
             ).fetchall()
         return [
-            HistoryBucket(_from_ms(bucket), n, occ, occ_max, ice, air, people)
-            for bucket, n, occ, occ_max, ice, air, people in rows
+            HistoryBucket(_from_ms(bucket), n, occ, occ_max, ice, air, people, spots)
+            for bucket, n, occ, occ_max, ice, air, people, spots in rows
         ]
 
     def max_seqs(self) -> dict[str, int]:

@@ -19,17 +19,18 @@
     });
   }
 
-  // The same steps as age_unit() in web/i18n.py.
-  function ageText(updated) {
+  // The same steps as age_unit() in web/i18n.py; template/nowText: "picture 2 min ago".
+  function ageText(updated, template, nowText) {
+    template = template || t.updated_ago;
     if (!updated) return t.no_data;
     const seconds = (Date.now() - Date.parse(updated)) / 1000;
-    if (seconds < 10) return t.just_now;
-    if (seconds < 60) return fill(t.updated_ago, { ago: relative.format(-Math.floor(seconds), "second") });
+    if (seconds < 10) return nowText || t.just_now;
+    if (seconds < 60) return fill(template, { ago: relative.format(-Math.floor(seconds), "second") });
     const minutes = Math.floor(seconds / 60);
     const hours = Math.floor(minutes / 60);
     const ago = minutes < 60 ? relative.format(-minutes, "minute")
       : hours < 48 ? relative.format(-hours, "hour") : relative.format(-Math.floor(hours / 24), "day");
-    return fill(t.updated_ago, { ago: ago });
+    return fill(template, { ago: ago });
   }
 
   function part(item, name) { return item.querySelector("." + name); }
@@ -53,17 +54,69 @@
     return value === null ? "" : fill(template, { temp: decimals.format(value) + " °C" });
   }
 
-  // A new camera picture replaces the old one; its URL names it, so caches stay right.
-  function showPicture(f) {
-    const figure = document.querySelector('.camera[data-facility="' + f.id + '"]');
-    if (!figure || !f.snapshot_at || Date.parse(f.snapshot_at) === Date.parse(figure.dataset.taken)) return;
-    const taken = new Date(f.snapshot_at);
-    const image = figure.querySelector(".camera-image");
-    image.src = image.src.split("?")[0] + "?v=" + taken.getTime();
-    figure.dataset.taken = f.snapshot_at;
+  // The camera's lines, and its picture while current (as CameraView in web/pages.py):
+  // a camera that failed closed, or a picture older than the stale threshold, shows why
+  // instead. A new picture has a new URL (its version), so caches stay right.
+  function showCamera(item, f) {
+    const lines = part(item, "camera-lines");
+    if (!lines) return;
+    setText(item, "spots", f.spots && f.spots_in_use !== null
+      ? fill(t.spots_in_use, { n: numbers.format(f.spots_in_use), total: numbers.format(f.spots) }) : "");
+    setText(item, "waiting", f.people_waiting === null ? "" : fill(t.people_waiting, { n: numbers.format(f.people_waiting) }));
+    const failed = f.camera_status !== null && f.camera_status !== "ok";
+    document.querySelectorAll('.camera[data-facility="' + f.id + '"]').forEach(function (figure) {
+      figure.dataset.status = f.camera_status || "";
+      if (f.snapshot_url && f.snapshot_at && !failed && Date.parse(f.snapshot_at) !== Date.parse(figure.dataset.taken)) {
+        figure.dataset.taken = f.snapshot_at;
+        figure.dataset.version = f.snapshot_url.split("v=")[1];
+        figure.dataset.alt = pictureAlt(figure, f);
+        let image = figure.querySelector(".camera-image");
+        if (!image) {
+          image = document.createElement("img");
+          image.className = "camera-image";
+          figure.insertBefore(image, figure.firstChild);
+        }
+        const version = "v=" + figure.dataset.version;
+        image.src = figure.dataset.size === "thumb" ? f.snapshot_url + "&w=240"
+          : image.src ? image.src.replace(/v=\d+/, version) : f.snapshot_url + "&w=480";
+        if (image.srcset) image.srcset = image.srcset.replace(/v=\d+/g, version);
+        image.alt = figure.dataset.alt;
+      }
+      refreshPicture(figure);
+    });
+  }
+
+  function pictureAlt(figure, f) {
     const clock = new Intl.DateTimeFormat(locale, { hour: "numeric", minute: "2-digit", timeZone: figure.dataset.tz });
-    setText(figure, "camera-time", fill(t.camera_taken, { time: clock.format(taken) }));
-    setText(figure, "camera-people", f.people === null ? "" : fill(t.people_on_camera, { n: numbers.format(f.people) }));
+    const values = { time: clock.format(new Date(f.snapshot_at)), people: f.people === null ? "–" : numbers.format(f.people) };
+    if (!f.spots || f.spots_in_use === null) return fill(t.camera_alt_people, values);
+    values.used = numbers.format(f.spots_in_use);
+    values.total = numbers.format(f.spots);
+    return fill(t.camera_alt_spots, values);
+  }
+
+  // Shown only while current; otherwise the note says why (never an old picture as new).
+  function refreshPicture(figure) {
+    const item = document.getElementById("f-" + figure.dataset.facility);
+    const status = figure.dataset.status || "";
+    const taken = figure.dataset.taken;
+    const age = taken ? (Date.now() - Date.parse(taken)) / 1000 : Infinity;
+    const failed = status !== "" && status !== "ok";
+    const current = Boolean(figure.querySelector(".camera-image")) && !failed && age <= Number(item.dataset.staleAfter);
+    figure.hidden = !current;
+    setText(figure, "camera-age", taken ? ageText(taken, t.picture_ago, t.picture_just_now) : "");
+    let note = "";
+    if (failed) note = fill(t.camera_paused_short, { reason: t["camera_" + status] || t.camera_error });
+    else if (taken && !current) {
+      const clock = new Intl.DateTimeFormat(locale, { hour: "numeric", minute: "2-digit", timeZone: figure.dataset.tz });
+      note = fill(t.camera_not_current, { time: clock.format(new Date(taken)) });
+    }
+    document.querySelectorAll(".camera-note").forEach(function (element) {
+      if (!element.closest(".facility") || element.closest(".facility") === item) {
+        element.textContent = note;
+        element.hidden = !note;
+      }
+    });
   }
 
   // Busier or quieter than the typical moment, by the margin the server chose (pages.py).
@@ -99,9 +152,11 @@
     setText(item, "trend-word", f.trend ? t["trend_" + f.trend] : "");
     const fillBar = part(item, "bar-fill");
     if (fillBar) fillBar.setAttribute("width", Math.min(100, f.occupancy_pct || 0).toFixed(1));
+    // Counted by a camera that watches spots: the camera's line says it in words.
+    const bySpots = f.occupancy === null && Boolean(f.spots);
     if (part(item, "capacity")) {
       part(item, "capacity").hidden = f.occupancy_pct === null;
-      setText(item, "pct-text", f.occupancy_pct === null ? "" : fill(t.pct_of_capacity, {
+      setText(item, "pct-text", f.occupancy_pct === null || bySpots ? "" : fill(t.pct_of_capacity, {
         pct: percent.format(Math.round(f.occupancy_pct) / 100), capacity: numbers.format(f.capacity) }));
       setText(item, "free", f.occupancy === null || !f.capacity ? "" : fill(t.places_free, {
         n: numbers.format(Math.max(0, f.capacity - f.occupancy)) }));
@@ -117,9 +172,9 @@
     if (condition) setText(item, "condition", known ? f.condition_text + (quality ? " · " + quality : "") : condition.dataset.unknown);
     const notice = part(item, "notice");
     if (notice) { notice.textContent = f.notice || ""; notice.hidden = !f.notice; }
-    showPicture(f);
-    item.dataset.updated = f.updated_at || "";
     item.dataset.staleAfter = f.stale_after_s;
+    showCamera(item, f);
+    item.dataset.updated = f.updated_at || "";
     refreshAge(item);
   }
 
@@ -157,8 +212,9 @@
   }
 
   const items = function () { return document.querySelectorAll(".facility"); };
+  const pictures = function () { return document.querySelectorAll(".camera[data-facility]"); };
   items().forEach(refreshAge);
-  setInterval(function () { items().forEach(refreshAge); }, 5000);
+  setInterval(function () { items().forEach(refreshAge); pictures().forEach(refreshPicture); }, 5000);
   window.addEventListener("online", reconnectNow);
   document.addEventListener("visibilitychange", reconnectNow);
   setStatus(t.connecting, false);

@@ -9,7 +9,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import Message
+from html import unescape
 from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -393,16 +395,18 @@ def test_the_facility_page_shows_the_typical_day_and_when_to_go(
 def test_the_camera_picture_with_its_time_and_count(site: tuple[Broker, HubProcess]) -> None:
     broker, hub = site
     _, html, _ = get_page(hub, "/facilities/carpets?lang=en")
-    image = re.search(r'<img class="camera-image" src="([^"]+)" alt="([^"]+)"', html)
+    image = re.search(r'<img class="camera-image" src="([^"]+)"[^>]* alt="([^"]+)"', html)
     assert image is not None, html
-    url, alt = image.groups()
+    url, alt = (unescape(g) for g in image.groups())
     assert url.startswith("/api/v1/facilities/carpets/snapshot.jpg?v=")
-    assert alt.startswith("Latest camera image of Carpet washing. People are hidden")
-    taken = datetime.fromtimestamp(int(url.rsplit("=", 1)[1]) / 1000, UTC)
+    version = parse_qs(urlsplit(url).query)["v"][0]
+    taken = datetime.fromtimestamp(int(version) / 1000, UTC)
     assert abs((datetime.now(UTC) - taken).total_seconds()) < 600
+    # The text alternative says what the picture shows, in figures, and when.
+    assert alt == f"Anonymised camera picture, {Formatter('en').clock(taken)}: people 3."
     text = " ".join(parse(html).text)
-    assert f"taken at {Formatter('en').clock(taken)}" in text
-    assert "3 people on the camera image" in text
+    assert re.search(r"picture (just now|\d+ min ago)", text), text
+    assert re.search(r"3\s+people on the camera image", text), text
     assert 'href="/about?lang=en#camera"' in html
     status, kind, body = fetch(hub.url + url)  # the hub serves that very picture
     assert status == 200 and kind == "image/jpeg" and body.startswith(b"\xff\xd8\xff")
@@ -410,7 +414,9 @@ def test_the_camera_picture_with_its_time_and_count(site: tuple[Broker, HubProce
     publish(broker, CAMERA, snapshot(2, people=None, status="dark"))
     wait_for(lambda: hub.facility("carpets")["camera_status"] == "dark", 10, "the status")
     _, html, _ = get_page(hub, "/facilities/carpets?lang=fi")
-    assert "Kamera ei lähetä nyt uusia kuvia: liian pimeää." in html
+    assert "Kamera tauolla: liian pimeää" in html
+    # ... and no picture is passed off as current: the picture is hidden.
+    assert re.search(r'<figure class="camera camera-large"[^>]*\shidden>', html), html
     publish(broker, CAMERA, snapshot(3, people=3))
     wait_for(lambda: hub.facility("carpets")["camera_status"] == "ok", 10, "the camera back")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -11,10 +12,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from PIL import Image
 
 from ruuhka.broker import Broker, free_port
 from tests.conftest import HubProcess, http_get, wait_for
@@ -148,6 +151,27 @@ def test_demo_runs_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
         wait_for(all_live, 30, "all three demo facilities to report")
         status, page = http_get(url + "/?lang=en")
         assert status == 200 and "Central swimming hall" in page
+
+        def pier() -> dict:
+            status, body = http_get(url + "/api/v1/facilities/mattolaituri")
+            assert status == 200
+            return json.loads(body)
+
+        # The carpet-washing camera: a drawn yard through the real anonymiser, a
+        # picture on the page within a minute of start.
+        wait_for(lambda: pier()["snapshot_url"], 60, "the demo camera's first picture")
+        camera = pier()
+        assert camera["count_simulated"] and camera["spots"] == 2
+        assert camera["spots_in_use"] is not None and camera["level"] is not None
+        for width, size in ((None, (640, 360)), (240, (240, 135)), (480, (480, 270))):
+            query = f"&w={width}" if width else ""
+            with urllib.request.urlopen(url + camera["snapshot_url"] + query) as response:
+                assert response.headers["Content-Type"] == "image/jpeg"
+                with Image.open(io.BytesIO(response.read())) as picture:
+                    assert (picture.format, picture.size) == ("JPEG", size)
+        _, page = http_get(url + "/?lang=en")
+        assert camera["snapshot_url"].replace("&", "&amp;") + "&amp;w=240" in page
+        assert "of 2 washing spots in use" in page
         # The banner's crew account logs in to the crew page.
         password = re.search(r"crew 'demo', password (\S+)", banner).group(1)
         assert CrewClient(url).login("demo", password).csrf

@@ -17,7 +17,7 @@ from ruuhka.city import CENTRE, Place
 from tests.browser_support import PHONE, axe_violations, chromium
 from tests.city_support import Work, city_hub
 from tests.conftest import HubProcess, http_get
-from web.i18n import LANGUAGES, catalog
+from web.i18n import LANGUAGES, translations
 
 HERE = {"latitude": CENTRE[0], "longitude": CENTRE[1]}
 
@@ -85,19 +85,18 @@ def cards(page: Page) -> list[str]:
 
 
 def test_the_nearest_open_rink_iced_today_in_a_few_taps(city: City, browser: Browser) -> None:
-    t = catalog("en")
     page = city.page(browser, geolocation=HERE, permissions=["geolocation"], locale="en-GB")
     try:
         page.goto(city.hub.url + "/?lang=en")
         assert len(cards(page)) == 150
-        page.get_by_label(t["filter_kind"]).select_option("ice_rink")
-        page.get_by_label(t["filter_open"]).check()
-        page.get_by_label(t["sort_label"]).select_option("near")
-        page.get_by_role("button", name=t["filter_apply"]).click()
+        page.get_by_label("Kind").select_option("ice_rink")
+        page.get_by_label("Open now only").check()
+        page.get_by_label("Order").select_option("near")
+        page.get_by_role("button", name="Show").click()
         page.wait_for_url("**/?lang=en&q=&kind=ice_rink&sort=near&open=1")
         page.wait_for_function(
             "text => document.getElementById('sort-status').textContent === text",
-            arg=t["sorted_near"],
+            arg="Nearest first. Your location is used only on your device.",
         )
         shown = cards(page)
         assert shown == [p.id for p in city.open_rinks], shown  # open rinks only, nearest first
@@ -128,8 +127,9 @@ def test_without_javascript_the_filters_work_on_the_server(city: City, browser: 
     page = city.page(browser, java_script_enabled=False)
     try:
         page.goto(city.hub.url + "/?lang=fi")
-        page.get_by_label(catalog("fi")["filter_name"]).fill("kallio")
-        page.get_by_role("button", name=catalog("fi")["filter_apply"]).click()
+        _ = translations("fi").gettext
+        page.get_by_label(_("Name")).fill("kallio")
+        page.get_by_role("button", name=_("Show")).click()
         page.wait_for_url("**/?lang=fi&q=kallio**")
         names = page.eval_on_selector_all("#facilities h2", "els => els.map(e => e.textContent)")
         assert names and all(name.startswith("Kallio") for name in names), names
@@ -151,7 +151,9 @@ def test_a_refused_location_keeps_the_order_and_says_so(city: City, browser: Bro
         page.goto(city.hub.url + "/?lang=sv&kind=ice_rink&sort=near")
         page.wait_for_function(
             "text => document.getElementById('sort-status').textContent === text",
-            arg=catalog("sv")["location_failed"],
+            arg=translations("sv").gettext(
+                "Could not get your location, so the list is in the usual order."
+            ),
         )
         rinks = [p.id for p in city.places if p.kind == "ice_rink"]
         assert cards(page) == rinks  # the usual order

@@ -91,7 +91,7 @@ def test_offline_entries_arrive_with_the_time_of_the_tap(hub: CrewHub, browser: 
         iced.click()  # tap 2: "iced now"
         tapped_to = datetime.now(UTC)
         page.wait_for_selector("#crew-queue:not([hidden])")
-        assert "1 entries waiting" in page.inner_text("#crew-queue")
+        assert "1 entry waiting for a connection; it keeps" in page.inner_text("#crew-queue")
         assert "No connection" in page.inner_text("#crew-queue")
         assert [e["action"] for e in queued(page, "rinkcrew")] == ["iced"]
         assert history(hub, "rink") == []  # nothing reached the hub

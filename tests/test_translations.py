@@ -14,7 +14,7 @@ from babel.messages.pofile import read_po
 from hub.config import FacilityKind
 from hub.crew import vocabulary
 from web import STATIC_DIR, WEB_DIR
-from web.i18n import LANGUAGES, po_path
+from web.i18n import LANGUAGES, client_strings, plural_samples, po_path, translations
 from web.messages import (
     CAMERA_REASONS,
     CLIENT,
@@ -107,3 +107,29 @@ def test_the_scripts_get_every_string_they_use() -> None:
     live = (STATIC_DIR / "live.js").read_text(encoding="utf-8")
     for prefix in re.findall(r't\["([a-z]+_)" \+', live):  # t["level_" + f.level]
         assert any(key.startswith(prefix) for key in CLIENT), prefix
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_scripts_get_a_form_per_plural_category(lang: str) -> None:
+    strings = client_strings(lang, CLIENT)
+    assert set(plural_samples(lang)) == {"one", "other"}  # CLDR's categories for fi, sv, en
+    forms = strings["places_free"]
+    catalog = translations(lang)
+    assert forms == {
+        "one": catalog.ngettext("{n} place free", "{n} places free", 1),
+        "other": catalog.ngettext("{n} place free", "{n} places free", 5),
+    }
+    assert forms["one"] != forms["other"]
+    assert isinstance(strings["live"], str)
+    assert isinstance(client_strings(lang, CREW_CLIENT)["crew_queued"], dict)
+
+
+def test_a_catalog_rule_that_splits_a_plural_category_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scripts pick forms by CLDR's categories; a catalog whose Plural-Forms put
+    two numbers of one category in different forms cannot be said that way."""
+    catalog = translations("fi")
+    monkeypatch.setattr(catalog, "plural", lambda n: int(n == 1 or n == 7))
+    with pytest.raises(ValueError, match="splits CLDR's 'other'"):
+        plural_samples.__wrapped__("fi")

@@ -35,6 +35,7 @@ from tests.web_support import (
 from web import STATIC_DIR
 from web.charts import ChartText, day_chart
 from web.i18n import LANGUAGES, Formatter, fill, negotiate
+from web.pages import card
 
 NBSP = "\u00a0"
 T0 = datetime(2026, 11, 23, 4, 30, tzinfo=UTC)  # a Monday, 06:30 in Helsinki
@@ -80,6 +81,27 @@ def test_language_negotiation() -> None:
     assert negotiate(None, "en;q=0.5, fi;q=0.7", "sv") == "fi"
     assert negotiate(None, "de, fr;q=0.5", "en") == "en"
     assert negotiate("xx", "garbage;q=x, ,;", "fi") == "fi"
+
+
+PLURALS = {  # language: (1 person, 2 people, 1 place free, 1 on the camera image)
+    "fi": ("henkilö", "henkeä", "1 paikka vapaana", "kameran kuvassa 1 henkilö"),
+    "sv": ("person", "personer", "1 plats ledig", "1 person på kamerabilden"),
+    "en": ("person", "people", "1 place free", "1 person on the camera image"),
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_counts_take_the_plural_form_of_their_number(lang: str) -> None:
+    one, many, one_free, one_seen = PLURALS[lang]
+    facility = Facility(id="pool", kind="swimming_hall", capacity=2, name={lang: "Pool"})
+    fmt = Formatter(lang)
+    cards = {}
+    for n in (0, 1, 2):
+        state = FacilityState(facility="pool", revision=1, occupancy=n, people=1, updated_at=T0)
+        cards[n] = card(facility, present(facility, state, lang, T0), fmt)
+    assert [cards[n].unit for n in (0, 1, 2)] == [many, one, many]
+    assert cards[1].free == one_free and cards[2].free.startswith("0 ")
+    assert cards[0].people == one_seen
 
 
 def test_fill_leaves_unknown_slots() -> None:
@@ -296,7 +318,8 @@ def test_every_page_is_server_rendered_in_each_language(
     )
     carpets = html.split('id="f-carpets"')[1].split("</article>")[0]  # counted by its camera
     assert '<span class="occupancy">3</span>' in carpets
-    assert f'<span class="unit">{fmt.gettext("people on the camera image")}</span>' in carpets
+    seen = fmt.ngettext("person on the camera image", "people on the camera image", 3)
+    assert f'<span class="unit">{seen}</span>' in carpets
     assert fmt.gettext("updated just now") in text
     for name in ("Uimahalli", "Simhallen", "Swimming hall")[LANGUAGES.index(lang) :][:1]:
         assert name in text

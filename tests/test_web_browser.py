@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from babel import Locale
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from ruuhka.broker import Broker
@@ -33,7 +34,7 @@ from tests.web_support import (
     snapshot,
     web_hub,
 )
-from web.i18n import LANGUAGES, translations
+from web.i18n import LANGUAGES, LOCALES, translations
 
 ARTIFACTS = ROOT / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 900}
@@ -185,6 +186,42 @@ def test_a_new_camera_picture_replaces_the_old_one_live(
     caption = page.locator(".camera figcaption").inner_text()
     assert "5 people on the camera image" in caption and caption.startswith("taken at ")
     assert occupancy_of(page, "carpets") == "5"
+
+
+SINGULAR = {"fi": "henkilö", "sv": "person", "en": "person"}
+
+
+def test_counts_take_their_plural_form_live_in_every_language(
+    site: Site, context: BrowserContext
+) -> None:
+    pages = {}
+    for lang in LANGUAGES:
+        page = pages[lang] = site.page(context)
+        page.goto(f"{site.hub.url}/?lang={lang}")
+        wait_live(page, lang)
+        # live.js picks forms with the browser's Intl.PluralRules: the same rules (CLDR)
+        # as Babel's, which checked the catalog's Plural-Forms against them.
+        rule = Locale.parse(LOCALES[lang], sep="-").plural_form
+        browser_says = page.evaluate(
+            "locale => Array.from({length: 200}, (_, n) => new Intl.PluralRules(locale).select(n))",
+            LOCALES[lang],
+        )
+        assert browser_says == [rule(n) for n in range(200)], lang
+    site.gate(1)
+    for lang, page in pages.items():
+        page.wait_for_function(
+            "() => document.querySelector('#f-pool .occupancy').textContent === '1'"
+        )
+        assert page.locator("#f-pool .unit").inner_text() == SINGULAR[lang]
+        free = translations(lang).ngettext("{n} place free", "{n} places free", 99)
+        assert page.locator("#f-pool .free").inner_text() == free.replace("{n}", "99")
+    site.gate(62)
+    for lang, page in pages.items():
+        page.wait_for_function(
+            "() => document.querySelector('#f-pool .occupancy').textContent === '62'"
+        )
+        many = translations(lang).ngettext("person", "people", 62)
+        assert page.locator("#f-pool .unit").inner_text() == many != SINGULAR[lang]
 
 
 def test_the_language_switch_and_accept_language(site: Site, browser: Browser) -> None:

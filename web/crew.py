@@ -36,7 +36,7 @@ from hub.crew.routes import EntryIn, announce, log_entry, overview
 from hub.crew.service import CrewService
 from hub.crew.vocabulary import NOTICE, Quality
 from web import STATIC_DIR, TEMPLATES_DIR
-from web.i18n import negotiate, translations
+from web.i18n import client_strings, negotiate, translations
 from web.messages import CREW_CLIENT, CREW_QUALITIES, KINDS, NOTICE_LANGUAGES
 
 router = APIRouter(include_in_schema=False)
@@ -51,9 +51,8 @@ def _lang(request: Request, lang: str | None) -> str:
     return negotiate(lang, request.headers.get("accept-language"), default)
 
 
-def _strings(lang: str) -> dict[str, str]:
-    gettext = translations(lang).gettext
-    return {key: gettext(message) for key, message in CREW_CLIENT.items()}
+def _strings(lang: str) -> dict[str, Any]:
+    return client_strings(lang, CREW_CLIENT)
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
@@ -53,6 +54,38 @@ def translations(lang: str) -> Translations:
     write_mo(compiled, po)
     compiled.seek(0)
     return Translations(compiled)
+
+
+@cache
+def plural_samples(lang: str) -> dict[str, int]:
+    """A number for each plural category of the language, by the names CLDR and the
+    browser's ``Intl.PluralRules`` give them ("one", "other"). Checked against the
+    catalog's own rule: every number of a category takes the same form there."""
+    rule = Locale.parse(LOCALES[lang], sep="-").plural_form
+    form_of = translations(lang).plural
+    samples: dict[str, int] = {}
+    for n in range(1000):
+        first = samples.setdefault(rule(n), n)
+        if form_of(first) != form_of(n):
+            raise ValueError(f"{lang}: the catalog's plural rule splits CLDR's {rule(n)!r}")
+    return samples
+
+
+def client_strings(lang: str, messages: dict[str, str | tuple[str, str]]) -> dict[str, Any]:
+    """The scripts' strings in a language; a message with plural forms as a form per
+    plural category, for the script to pick with ``Intl.PluralRules``."""
+    catalog = translations(lang)
+    out: dict[str, Any] = {}
+    for key, message in messages.items():
+        if isinstance(message, str):
+            out[key] = catalog.gettext(message)
+        else:
+            singular, plural = message
+            out[key] = {
+                category: catalog.ngettext(singular, plural, n)
+                for category, n in plural_samples(lang).items()
+            }
+    return out
 
 
 def fill(template: str, **values: object) -> str:

@@ -9,6 +9,11 @@ def N_(message: str) -> str:
     return message
 
 
+def nN_(singular: str, plural: str) -> tuple[str, str]:
+    """``N_`` for a message with plural forms."""
+    return singular, plural
+
+
 KINDS = {
     "swimming_hall": N_("swimming hall"),
     "carpet_washing": N_("carpet washing place"),
@@ -78,8 +83,10 @@ CREW_QUALITIES = {
 }
 NOTICE_LANGUAGES = {"fi": N_("In Finnish"), "sv": N_("In Swedish"), "en": N_("In English")}
 
-# What static/live.js and near.js say, by the names the scripts use.
-CLIENT = {
+# What static/live.js and near.js say, by the names the scripts use; a message with
+# plural forms goes to the browser as its forms per plural category (web/i18n.py).
+Client = dict[str, str | tuple[str, str]]
+CLIENT: Client = {
     **{f"level_{k}": v for k, v in LEVELS.items()},
     **{f"trend_{k}": v for k, v in TRENDS.items()},
     **{f"usual_{k}": v for k, v in VERSUS.items()},
@@ -89,9 +96,9 @@ CLIENT = {
     "just_now": N_("updated just now"),
     "no_data": N_("no data yet"),
     "pct_of_capacity": N_("{pct} of capacity ({capacity})"),
-    "people": N_("people"),
-    "people_seen": N_("people on the camera image"),
-    "people_on_camera": N_("{n} people on the camera image"),
+    "people": nN_("person", "people"),
+    "people_seen": nN_("person on the camera image", "people on the camera image"),
+    "people_on_camera": nN_("{n} person on the camera image", "{n} people on the camera image"),
     "ice_temp": N_("ice {temp}"),
     "air_temp": N_("air {temp}"),
     "open_now": N_("open now"),
@@ -99,13 +106,15 @@ CLIENT = {
     "live": N_("Figures update on their own."),
     "connecting": N_("Connecting…"),
     "offline": N_("Connection lost: figures are not updating. Trying again in {s} s."),
-    "places_free": N_("{n} places free"),
+    "places_free": nN_("{n} place free", "{n} places free"),
     "distance": N_("{km} away"),
     "location_failed": N_("Could not get your location, so the list is in the usual order."),
     "sorted_near": N_("Nearest first. Your location is used only on your device."),
     "picture_ago": N_("picture {ago}"),
     "picture_just_now": N_("picture just now"),
-    "spots_in_use": N_("{n} of {total} washing spots in use"),
+    "spots_in_use": nN_(
+        "{n} of {total} washing spot in use", "{n} of {total} washing spots in use"
+    ),
     "people_waiting": N_("waiting for a spot: {n}"),
     "camera_alt_people": N_("Anonymised camera picture, {time}: people {people}."),
     "camera_alt_spots": N_(
@@ -115,9 +124,12 @@ CLIENT = {
     "camera_paused_short": N_("Camera paused: {reason}"),
 }
 # What static/crew.js says.
-CREW_CLIENT = {
+CREW_CLIENT: Client = {
     "crew_no_condition": N_("No current entry"),
-    "crew_queued": N_("{count} entries waiting for a connection; they keep the time of the work."),
+    "crew_queued": nN_(
+        "{count} entry waiting for a connection; it keeps the time of the work.",
+        "{count} entries waiting for a connection; they keep the time of the work.",
+    ),
     "crew_offline": N_("No connection."),
     "crew_location_failed": N_("Could not get the location; the order is unchanged."),
     "crew_kept": N_("Kept on this phone: {what}"),
@@ -125,8 +137,9 @@ CREW_CLIENT = {
     "crew_undo": N_("Undo the last one"),
     "crew_undone": N_("Taken back."),
     "crew_rejected": N_("Not saved ({what}): {reason}"),
-    "crew_session_ended": N_(
-        "Your session ended: log in again. {count} entries are kept on this phone."
+    "crew_session_ended": nN_(
+        "Your session ended: log in again. {count} entry is kept on this phone.",
+        "Your session ended: log in again. {count} entries are kept on this phone.",
     ),
     "crew_sent": N_("Saved: {text}"),
 }

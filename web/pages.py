@@ -41,7 +41,7 @@ from hub.store import Store
 from web import TEMPLATES_DIR
 from web.assets import ASSETS
 from web.charts import ChartText, day_chart
-from web.i18n import LOCALES, Formatter, fill, negotiate
+from web.i18n import LOCALES, Formatter, client_strings, fill, negotiate
 from web.messages import (
     CAMERA_REASONS,
     CLIENT,
@@ -156,7 +156,11 @@ def camera_view(
     spots = ""
     if out.spots and out.spots_in_use is not None:
         spots = fill(
-            _("{n} of {total} washing spots in use"),
+            fmt.ngettext(
+                "{n} of {total} washing spot in use",
+                "{n} of {total} washing spots in use",
+                out.spots,
+            ),
             n=fmt.number(out.spots_in_use),
             total=fmt.number(out.spots),
         )
@@ -286,6 +290,16 @@ def versus_usual(occupancy: float | None, typical: float | None, margin: float) 
     return "same"
 
 
+def unit(fmt: Formatter, figure: float | None, camera_only: bool) -> str:
+    """The word after the figure, in the figure's plural form ("1 person", "2 people")."""
+    n = round(figure) if figure is not None else 0
+    if camera_only:
+        # Translators: after a number of people, which is shown large.
+        return fmt.ngettext("person on the camera image", "people on the camera image", n)
+    # Translators: after a number of people, which is shown large.
+    return fmt.ngettext("person", "people", n)
+
+
 def card(
     facility: Facility,
     out: FacilityOut,
@@ -313,7 +327,8 @@ def card(
         open_text = _("open now") if out.open_now else _("closed now")
     free = ""
     if out.occupancy is not None and out.capacity:
-        free = fill(_("{n} places free"), n=fmt.number(max(0, out.capacity - out.occupancy)))
+        places = max(0, out.capacity - out.occupancy)
+        free = fill(fmt.ngettext("{n} place free", "{n} places free", places), n=fmt.number(places))
     margin = versus_margin(typical, out.capacity) if typical is not None else 0.0
     known_condition = condition_text(out, fmt)
     if known_condition:
@@ -323,7 +338,7 @@ def card(
         out=out,
         zone=facility.timezone,
         occupancy=fmt.number(figure) if figure is not None else "–",
-        unit=_("people on the camera image") if camera_only else _("people"),
+        unit=unit(fmt, figure, camera_only),
         pct=pct,
         pct_value=min(100.0, out.occupancy_pct or 0.0),
         level=_(LEVELS[out.level]) if out.level else "",
@@ -338,7 +353,12 @@ def card(
         air=fill(_("air {temp}"), temp=fmt.temperature(out.air_temp_c))
         if out.air_temp_c is not None
         else "",
-        people=fill(_("{n} people on the camera image"), n=fmt.number(out.people))
+        people=fill(
+            fmt.ngettext(
+                "{n} person on the camera image", "{n} people on the camera image", out.people
+            ),
+            n=fmt.number(out.people),
+        )
         if out.people is not None and not camera_only
         else "",
         condition=known_condition or unknown_condition,
@@ -358,7 +378,7 @@ def _render(
 ) -> HTMLResponse:
     hub = request.app.state.hub
     lang = fmt.lang
-    strings = {key: fmt.gettext(message) for key, message in CLIENT.items()}
+    strings = client_strings(lang, CLIENT)
     response = templates.TemplateResponse(
         request,
         name,
@@ -475,7 +495,9 @@ def index(
         "filters": query,
         "kinds": kinds,
         "count_text": fill(
-            fmt.gettext("{shown} of {total} places"), shown=len(cards), total=len(facilities)
+            fmt.ngettext("{shown} of {total} place", "{shown} of {total} places", len(facilities)),
+            shown=len(cards),
+            total=len(facilities),
         ),
         "sorts": [
             ("", fmt.gettext("Usual order")),
@@ -574,11 +596,11 @@ def _insights(forecast: Forecast | None, fmt: Formatter, zone: Any, now: datetim
     for hours in (1, 2):
         point = _point_near(forecast.next_2h, now + timedelta(hours=hours))
         if point is not None and point.occupancy is not None:
-            lines.append(
-                fill(
-                    _("Expected in {h} h: about {n} people"), h=hours, n=fmt.number(point.occupancy)
-                )
+            n = round(point.occupancy)
+            about = fmt.ngettext(
+                "Expected in {h} h: about {n} person", "Expected in {h} h: about {n} people", n
             )
+            lines.append(fill(about, h=hours, n=fmt.number(n)))
     return lines
 
 
@@ -673,7 +695,9 @@ def facility_page(
             else _("People by time of day on a typical day, as a dashed line.")
         ]
         if out.occupancy is not None and is_today:
-            description.append(fill(_("Now {n} people."), n=fmt.number(out.occupancy)))
+            n = out.occupancy
+            now_text = fmt.ngettext("Now {n} person.", "Now {n} people.", n)
+            description.append(fill(now_text, n=fmt.number(n)))
         scale = facility.capacity
     chart: Markup | None = None
     if today or typical:

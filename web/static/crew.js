@@ -19,8 +19,15 @@
   let lastEntry = null; // {client_id, id?} of the newest tap, for undo
   let undoWhenStored = null; // an undo asked for while its entry was on its way
 
+  const plurals = new Intl.PluralRules(lang);
+
   function fill(text, values) {
     return text.replace(/\{(\w+)\}/g, function (m, key) { return key in values ? values[key] : m; });
+  }
+
+  // A message with plural forms, {one, other}: the form for n, as in static/live.js.
+  function plural(message, n) {
+    return typeof message === "string" ? message : message[plurals.select(n)] || message.other;
   }
 
   function load() {
@@ -38,7 +45,7 @@
     const count = load().length;
     queueBox.hidden = count === 0;
     queueBox.textContent = count === 0 ? "" :
-      (navigator.onLine ? "" : t.crew_offline + " ") + fill(t.crew_queued, { count: count });
+      (navigator.onLine ? "" : t.crew_offline + " ") + fill(plural(t.crew_queued, count), { count: count });
   }
 
   function randomId() {
@@ -144,7 +151,7 @@
             say(fill(t.crew_sent, { text: stored.text + " · " + entry.what.split(" · ").pop() }));
           }
         } else if (response.status === 401) {
-          say(fill(t.crew_session_ended, { count: load().length }));
+          say(fill(plural(t.crew_session_ended, load().length), { count: load().length }));
           break;
         } else if (response.status >= 500 || response.status === 429) {
           break;
@@ -152,7 +159,7 @@
           let reason = "";
           try { reason = detailText((await response.json()).detail); } catch (e) { reason = response.statusText; }
           if (response.status === 403 && /CSRF/.test(reason)) {
-            say(fill(t.crew_session_ended, { count: load().length }));
+            say(fill(plural(t.crew_session_ended, load().length), { count: load().length }));
             break;
           }
           drop(entry.client_id);

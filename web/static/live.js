@@ -11,6 +11,13 @@
   const percent = new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 0 });
   const relative = new Intl.RelativeTimeFormat(locale, { numeric: "always" });
   const arrows = { rising: "↗", steady: "→", falling: "↘" };
+  const plurals = new Intl.PluralRules(locale);
+
+  // A message with plural forms comes as one form per plural category ({one, other}),
+  // by the names Intl.PluralRules gives them (web/i18n.py, client_strings).
+  function plural(message, n) {
+    return typeof message === "string" ? message : message[plurals.select(n)] || message.other;
+  }
 
   // Catalog templates have {name} slots; web/i18n.py fills them the same way.
   function fill(template, values) {
@@ -61,7 +68,7 @@
     const lines = part(item, "camera-lines");
     if (!lines) return;
     setText(item, "spots", f.spots && f.spots_in_use !== null
-      ? fill(t.spots_in_use, { n: numbers.format(f.spots_in_use), total: numbers.format(f.spots) }) : "");
+      ? fill(plural(t.spots_in_use, f.spots), { n: numbers.format(f.spots_in_use), total: numbers.format(f.spots) }) : "");
     setText(item, "waiting", f.people_waiting === null ? "" : fill(t.people_waiting, { n: numbers.format(f.people_waiting) }));
     const failed = f.camera_status !== null && f.camera_status !== "ok";
     document.querySelectorAll('.camera[data-facility="' + f.id + '"]').forEach(function (figure) {
@@ -143,7 +150,8 @@
       setTimeout(function () { item.classList.remove("changed"); }, 1200);
     }
     setText(item, "occupancy", occupancy);
-    setText(item, "unit", cameraOnly ? t.people_seen : t.people);
+    const count = figure === null ? 0 : Math.round(figure);
+    setText(item, "unit", plural(cameraOnly ? t.people_seen : t.people, count));
     setText(item, "level-word", f.level ? t["level_" + f.level] : "");
     item.className = item.className.replace(/\blevel-(quiet|moderate|busy|full|none)\b/, "level-" + (f.level || "none"));
     const trend = part(item, "trend");
@@ -158,14 +166,15 @@
       part(item, "capacity").hidden = f.occupancy_pct === null;
       setText(item, "pct-text", f.occupancy_pct === null || bySpots ? "" : fill(t.pct_of_capacity, {
         pct: percent.format(Math.round(f.occupancy_pct) / 100), capacity: numbers.format(f.capacity) }));
-      setText(item, "free", f.occupancy === null || !f.capacity ? "" : fill(t.places_free, {
-        n: numbers.format(Math.max(0, f.capacity - f.occupancy)) }));
+      const free = f.occupancy === null || !f.capacity ? null : Math.max(0, f.capacity - f.occupancy);
+      setText(item, "free", free === null ? "" : fill(plural(t.places_free, free), { n: numbers.format(free) }));
     }
     showVersus(item, f.stale ? null : f.occupancy);
     if (part(item, "open") && f.open_now !== null) setText(item, "open", f.open_now ? t.open_now : t.closed_now);
     setText(item, "ice", temperature(t.ice_temp, f.ice_temp_c));
     setText(item, "air", temperature(t.air_temp, f.air_temp_c));
-    setText(item, "people", f.people === null || cameraOnly ? "" : fill(t.people_on_camera, { n: numbers.format(f.people) }));
+    setText(item, "people", f.people === null || cameraOnly ? ""
+      : fill(plural(t.people_on_camera, f.people), { n: numbers.format(f.people) }));
     const known = f.condition_state === "known" && f.condition_text;
     const quality = known && f.condition_quality ? t["cond_" + f.condition_quality] : "";
     const condition = part(item, "condition");

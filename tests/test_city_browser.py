@@ -70,7 +70,7 @@ def _work(places: list[Place]) -> list[Work]:
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
     from ruuhka.city import city as make_city
 
-    with city_hub(tmp_path_factory.mktemp("city"), work=_work(make_city())) as (hub, places):
+    with city_hub(tmp_path_factory.mktemp("city"), work=_work(make_city())) as (hub, places, _):
         yield City(hub, places)
 
 
@@ -236,3 +236,23 @@ def test_public_responses_are_gzipped_and_the_crew_pages_never(city: City) -> No
     status, body, headers = _get(url + "/crew/login?lang=en", **{"Accept-Encoding": "gzip"})
     assert status == 200 and b'name="csrf"' in body
     assert headers.get("Content-Encoding") is None
+
+
+def test_without_a_tile_server_there_is_no_map(city: City, browser: Browser) -> None:
+    from tests.test_web import get_page
+
+    for path in ("/?lang=en", "/?lang=en&view=map"):
+        _, html, headers = get_page(city.hub, path)
+        assert "leaflet" not in html and 'id="map"' not in html and "view=map" not in html
+        assert "img-src 'self' data:;" in headers["Content-Security-Policy"]
+    _, html, _ = get_page(city.hub, "/about?lang=en")
+    assert "loads nothing from other servers." in html and "The map" not in html
+    page = city.page(browser)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    try:
+        page.goto(city.hub.url + "/?lang=fi&view=map")
+        page.wait_for_load_state("networkidle")
+        assert requests and all(u.startswith(city.hub.url) for u in requests), requests
+    finally:
+        page.context.close()

@@ -122,6 +122,8 @@ CLIENT: Client = {
     ),
     "camera_not_current": N_("No current picture: the newest is from {time}."),
     "camera_paused_short": N_("Camera paused: {reason}"),
+    "map_zoom_in": N_("Zoom in"),
+    "map_zoom_out": N_("Zoom out"),
 }
 # What static/crew.js says.
 CREW_CLIENT: Client = {

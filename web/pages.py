@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
@@ -42,6 +43,7 @@ from web import TEMPLATES_DIR
 from web.assets import ASSETS
 from web.charts import ChartText, day_chart
 from web.i18n import LOCALES, Formatter, client_strings, fill, negotiate
+from web.map import map_of, map_policy
 from web.messages import (
     CAMERA_REASONS,
     CLIENT,
@@ -424,20 +426,36 @@ class ListFilter:
     q: str
     open: bool
     sort: str
+    view: str = ""
+    """ "map" for the map view (only where a tile server is configured), else ""."""
 
     @classmethod
-    def of(cls, kind: str | None, q: str | None, open_: str | None, sort: str | None) -> ListFilter:
+    def of(
+        cls,
+        kind: str | None,
+        q: str | None,
+        open_: str | None,
+        sort: str | None,
+        view: str | None = None,
+    ) -> ListFilter:
         kinds = {k.value for k in FacilityKind}
         return cls(
             kind=kind if kind in kinds else "",
             q=" ".join((q or "")[:MAX_QUERY_CHARS].split()),
             open=open_ in ("1", "on", "true"),
             sort=sort if sort in SORTS else "",
+            view="map" if view == "map" else "",
         )
 
     @property
     def active(self) -> bool:
         return bool(self.kind or self.q or self.open or self.sort)
+
+    def url(self, lang: str, **changes: str) -> str:
+        """This query as a link, with ``changes`` (e.g. view="map"); empty values left out."""
+        values = {"lang": lang, "q": self.q, "kind": self.kind, "sort": self.sort,
+                  "open": "1" if self.open else "", "view": self.view} | changes  # fmt: skip
+        return "/?" + urlencode({k: v for k, v in values.items() if v})
 
     def admits(self, facility: Facility, out: FacilityOut) -> bool:
         if self.kind and facility.kind.value != self.kind:
@@ -464,12 +482,14 @@ def index(
     q: str | None = Query(default=None),
     open_: str | None = Query(default=None, alias="open"),
     sort: str | None = Query(default=None),
+    view: str | None = Query(default=None),
 ) -> HTMLResponse:
     hub = request.app.state.hub
+    site = hub.settings.site
     language = _language(request, lang)
     fmt = Formatter(language)
     now = datetime.now(UTC)
-    query = ListFilter.of(kind, q, open_, sort)
+    query = ListFilter.of(kind, q, open_, sort, view if site.tile_url else None)
     facilities = hub.settings.facilities
     shown = [(f, _present(request, f, language, now)) for f in facilities]
     shown = [(f, out) for f, out in shown if query.admits(f, out)]
@@ -504,8 +524,12 @@ def index(
             ("quiet", fmt.gettext("Quietest first")),
             ("near", fmt.gettext("Nearest first")),
         ],
+        "map": map_of(site, fmt) if query.view == "map" else None,
+        "map_available": site.tile_url is not None,
     }
     response = _render(request, "index.html", fmt, context)
+    if query.view == "map":
+        response.headers["Content-Security-Policy"] = map_policy(request, site)
     # Only the list sorts by distance, in the browser: nothing is sent to the hub.
     response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(self)"
     return response
@@ -798,6 +822,8 @@ def about(request: Request, lang: str | None = Query(default=None)) -> HTMLRespo
         "a11y_contact": site.accessibility_contact or site.contact,
         "operator": site.operator.get(language) or next(iter(site.operator.values()), ""),
         "reviewed": reviewed,
+        "tile_server": site.tile_origin.split("://", 1)[1] if site.tile_origin else None,
+        "tile_attribution": site.tile_attribution,
         "keep_history": snapshots.history,
         "retention": fmt.duration(snapshots.retention_h * 3600),
         "stale_after": [

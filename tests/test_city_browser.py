@@ -111,7 +111,17 @@ def test_the_nearest_open_rink_iced_today_in_a_few_taps(city: City, browser: Bro
         assert distance.endswith(" km away"), distance
         iced = page.locator("#facilities .facility", has_text="Iced today").first
         assert iced.get_attribute("data-id") == city.iced_today.id
-        # The whole card is the tap target: a tap on its figures opens the place.
+        # The whole card is the tap target: every corner of it is the card's link...
+        iced.scroll_into_view_if_needed()
+        corners = iced.evaluate(
+            """card => { const r = card.getBoundingClientRect();
+                return [[r.left + 3, r.top + 3], [r.right - 3, r.top + 3],
+                        [r.left + 3, r.bottom - 3], [r.right - 3, r.bottom - 3]].map(([x, y]) =>
+                    document.elementFromPoint(x, y).closest('a.card-link') ===
+                    card.querySelector('a.card-link')); }"""
+        )
+        assert corners == [True] * 4, corners
+        # ...and a tap on its figures opens the place.
         iced.locator(".age").scroll_into_view_if_needed()
         box = iced.locator(".age").bounding_box()
         assert box is not None

@@ -144,4 +144,7 @@ CREW_CLIENT: Client = {
         "Your session ended: log in again. {count} entries are kept on this phone.",
     ),
     "crew_sent": N_("Saved: {text}"),
+    "crew_corrected": N_("corrected"),
+    "crew_nothing_yet": N_("Nothing logged yet."),
+    **{f"crew_quality_{k}": v for k, v in CREW_QUALITIES.items()},
 }

@@ -96,13 +96,36 @@
     }
   }
 
+  // "Recent entries" as the server renders them (crew.html), from the hub's answer.
+  function showRecent(list, entries) {
+    if (!list) return;
+    const items = entries.map(function (e) {
+      const li = document.createElement("li");
+      const parts = [e.text];
+      if (e.quality) parts.push(t["crew_quality_" + e.quality]);
+      parts.push(e.logged_by);
+      if (e.corrected) parts.push(t.crew_corrected);
+      li.textContent = parts.join(" · ");
+      return li;
+    });
+    if (!items.length) {
+      const none = document.createElement("li");
+      none.className = "crew-none";
+      none.textContent = t.crew_nothing_yet;
+      items.push(none);
+    }
+    list.replaceChildren.apply(list, items);
+  }
+
   async function refresh() {
     try {
       const response = await fetch("/api/v1/crew/facilities?lang=" + lang, { credentials: "same-origin" });
       if (!response.ok) return;
       (await response.json()).forEach(function (f) {
         const item = document.getElementById("f-" + f.id);
-        if (item) item.querySelector(".crew-latest").textContent = f.condition_text || t.crew_no_condition;
+        if (!item) return;
+        item.querySelector(".crew-latest").textContent = f.condition_text || t.crew_no_condition;
+        showRecent(item.querySelector(".crew-recent"), f.recent);
       });
     } catch (e) { /* offline again: the page keeps what it shows */ }
   }
@@ -208,7 +231,7 @@
       event.preventDefault();
       const button = event.submitter;
       if (!button || !button.value) return;
-      const entry = entryFrom(form, button.value, button.textContent.trim());
+      const entry = entryFrom(form, button.value, (button.querySelector(".crew-label") || button).textContent.trim());
       if (entry.action === "notice" && !entry.notice) {
         say(t.crew_notice_empty);
         return;

@@ -57,6 +57,14 @@ $(AXE): tests/node/package.json tests/node/package-lock.json | system-deps
 	npm ci --prefix tests/node --no-audit --no-fund
 	touch $@
 
+# Lighthouse 12 for `ruuhka-bench lighthouse`, pinned by bench/node/package-lock.json.
+LIGHTHOUSE := bench/node/node_modules/lighthouse/cli/index.js
+$(LIGHTHOUSE): bench/node/package.json bench/node/package-lock.json | system-deps
+	command -v npm >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends npm
+	npm ci --prefix bench/node --no-audit --no-fund
+	touch $@
+
 test: system-deps $(VENV)/.dev-installed $(AXE)
 	$(BIN)/pytest
 

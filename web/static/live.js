@@ -42,9 +42,18 @@
 
   function part(item, name) { return item.querySelector("." + name); }
 
+  // Writes only what changed: on connect the hub sends every facility, mostly as shown.
   function setText(item, name, text) {
     const element = part(item, name);
     if (element && element.textContent !== text) element.textContent = text;
+  }
+
+  function setHidden(element, hidden) {
+    if (element && element.hidden !== hidden) element.hidden = hidden;
+  }
+
+  function setData(element, name, value) {
+    if (element.dataset[name] !== value) element.dataset[name] = value;
   }
 
   function refreshAge(item) {
@@ -52,9 +61,8 @@
     setText(item, "age-text", ageText(updated));
     const stale = !updated || (Date.now() - Date.parse(updated)) / 1000 > Number(item.dataset.staleAfter);
     item.classList.toggle("is-stale", stale);
-    part(item, "stale-label").hidden = !stale || !updated;
-    const hint = document.querySelector(".stale-hint");
-    if (hint) hint.hidden = !stale || !updated;
+    setHidden(part(item, "stale-label"), !stale || !updated);
+    setHidden(document.querySelector(".stale-hint"), !stale || !updated);
   }
 
   function temperature(template, value) {
@@ -135,7 +143,7 @@
     const word = occupancy === null ? "" : occupancy > typical + margin ? t.usual_busier
       : occupancy < typical - margin ? t.usual_quieter : t.usual_same;
     setText(item, "versus", word);
-    versus.hidden = !word;
+    setHidden(versus, !word);
   }
 
   function show(f) {
@@ -153,17 +161,18 @@
     const count = figure === null ? 0 : Math.round(figure);
     setText(item, "unit", plural(cameraOnly ? t.people_seen : t.people, count));
     setText(item, "level-word", f.level ? t["level_" + f.level] : "");
-    item.className = item.className.replace(/\blevel-(quiet|moderate|busy|full|none)\b/, "level-" + (f.level || "none"));
-    const trend = part(item, "trend");
-    trend.hidden = !f.trend;
+    const classes = item.className.replace(/\blevel-(quiet|moderate|busy|full|none)\b/, "level-" + (f.level || "none"));
+    if (item.className !== classes) item.className = classes;
+    setHidden(part(item, "trend"), !f.trend);
     setText(item, "arrow", f.trend ? arrows[f.trend] : "");
     setText(item, "trend-word", f.trend ? t["trend_" + f.trend] : "");
     const fillBar = part(item, "bar-fill");
-    if (fillBar) fillBar.setAttribute("width", Math.min(100, f.occupancy_pct || 0).toFixed(1));
+    const width = Math.min(100, f.occupancy_pct || 0).toFixed(1);
+    if (fillBar && fillBar.getAttribute("width") !== width) fillBar.setAttribute("width", width);
     // Counted by a camera that watches spots: the camera's line says it in words.
     const bySpots = f.occupancy === null && Boolean(f.spots);
     if (part(item, "capacity")) {
-      part(item, "capacity").hidden = f.occupancy_pct === null;
+      setHidden(part(item, "capacity"), f.occupancy_pct === null);
       setText(item, "pct-text", f.occupancy_pct === null || bySpots ? "" : fill(t.pct_of_capacity, {
         pct: percent.format(Math.round(f.occupancy_pct) / 100), capacity: numbers.format(f.capacity) }));
       const free = f.occupancy === null || !f.capacity ? null : Math.max(0, f.capacity - f.occupancy);
@@ -179,12 +188,35 @@
     const quality = known && f.condition_quality ? t["cond_" + f.condition_quality] : "";
     const condition = part(item, "condition");
     if (condition) setText(item, "condition", known ? f.condition_text + (quality ? " · " + quality : "") : condition.dataset.unknown);
-    const notice = part(item, "notice");
-    if (notice) { notice.textContent = f.notice || ""; notice.hidden = !f.notice; }
-    item.dataset.staleAfter = f.stale_after_s;
+    setText(item, "notice", f.notice || "");
+    setHidden(part(item, "notice"), !f.notice);
+    setData(item, "staleAfter", String(f.stale_after_s));
     showCamera(item, f);
-    item.dataset.updated = f.updated_at || "";
+    setData(item, "updated", f.updated_at || "");
     refreshAge(item);
+  }
+
+  // Work in slices of a few milliseconds, so that a city's list (every facility arrives
+  // on connect) never holds up a tap; of several states of one facility only the newest
+  // is shown.
+  const work = [];
+  let working = false;
+  const latest = new Map();
+
+  function soon(task) {
+    work.push(task);
+    if (!working) { working = true; setTimeout(runWork, 0); }
+  }
+
+  function runWork() {
+    const until = performance.now() + 8;
+    while (work.length && performance.now() < until) work.shift()();
+    if (work.length) setTimeout(runWork, 0); else working = false;
+  }
+
+  function receive(f) {
+    if (!latest.has(f.id)) soon(function () { const newest = latest.get(f.id); latest.delete(f.id); show(newest); });
+    latest.set(f.id, f);
   }
 
   function setStatus(text, offline) {
@@ -204,7 +236,7 @@
     socket.onopen = function () { delay = 1000; setStatus(t.live, false); };
     socket.onmessage = function (event) {
       const message = JSON.parse(event.data);
-      if (message.facility) show(message.facility);
+      if (message.facility) receive(message.facility);
     };
     socket.onclose = function () {
       socket = null;
@@ -222,8 +254,13 @@
 
   const items = function () { return document.querySelectorAll(".facility"); };
   const pictures = function () { return document.querySelectorAll(".camera[data-facility]"); };
-  items().forEach(refreshAge);
-  setInterval(function () { items().forEach(refreshAge); pictures().forEach(refreshPicture); }, 5000);
+  function refreshAll() {
+    items().forEach(function (item) { soon(function () { refreshAge(item); }); });
+    pictures().forEach(function (figure) { soon(function () { refreshPicture(figure); }); });
+  }
+
+  refreshAll();
+  setInterval(refreshAll, 5000);
   window.addEventListener("online", reconnectNow);
   document.addEventListener("visibilitychange", reconnectNow);
   setStatus(t.connecting, false);

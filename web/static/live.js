@@ -6,17 +6,25 @@
   const t = JSON.parse(body.dataset.strings);
   const locale = body.dataset.locale;
   const status = document.getElementById("connection");
-  const numbers = new Intl.NumberFormat(locale, { maximumFractionDigits: 0 });
-  const decimals = new Intl.NumberFormat(locale, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const percent = new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 0 });
-  const relative = new Intl.RelativeTimeFormat(locale, { numeric: "always" });
+  // Made when first used, not while the page loads: the browser's first Intl object
+  // costs tens of milliseconds on a slow phone.
+  function lazy(make) {
+    let made = null;
+    return function () { return made || (made = make()); };
+  }
+  const numbers = lazy(function () { return new Intl.NumberFormat(locale, { maximumFractionDigits: 0 }); });
+  const decimals = lazy(function () {
+    return new Intl.NumberFormat(locale, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  });
+  const percent = lazy(function () { return new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 0 }); });
+  const relative = lazy(function () { return new Intl.RelativeTimeFormat(locale, { numeric: "always" }); });
+  const plurals = lazy(function () { return new Intl.PluralRules(locale); });
   const arrows = { rising: "↗", steady: "→", falling: "↘" };
-  const plurals = new Intl.PluralRules(locale);
 
   // A message with plural forms comes as one form per plural category ({one, other}),
   // by the names Intl.PluralRules gives them (web/i18n.py, client_strings).
   function plural(message, n) {
-    return typeof message === "string" ? message : message[plurals.select(n)] || message.other;
+    return typeof message === "string" ? message : message[plurals().select(n)] || message.other;
   }
 
   // Catalog templates have {name} slots; web/i18n.py fills them the same way.
@@ -32,11 +40,11 @@
     if (!updated) return t.no_data;
     const seconds = (Date.now() - Date.parse(updated)) / 1000;
     if (seconds < 10) return nowText || t.just_now;
-    if (seconds < 60) return fill(template, { ago: relative.format(-Math.floor(seconds), "second") });
+    if (seconds < 60) return fill(template, { ago: relative().format(-Math.floor(seconds), "second") });
     const minutes = Math.floor(seconds / 60);
     const hours = Math.floor(minutes / 60);
-    const ago = minutes < 60 ? relative.format(-minutes, "minute")
-      : hours < 48 ? relative.format(-hours, "hour") : relative.format(-Math.floor(hours / 24), "day");
+    const ago = minutes < 60 ? relative().format(-minutes, "minute")
+      : hours < 48 ? relative().format(-hours, "hour") : relative().format(-Math.floor(hours / 24), "day");
     return fill(template, { ago: ago });
   }
 
@@ -66,7 +74,7 @@
   }
 
   function temperature(template, value) {
-    return value === null ? "" : fill(template, { temp: decimals.format(value) + " °C" });
+    return value === null ? "" : fill(template, { temp: decimals().format(value) + " °C" });
   }
 
   // The camera's lines, and its picture while current (as CameraView in web/pages.py):
@@ -76,8 +84,8 @@
     const lines = part(item, "camera-lines");
     if (!lines) return;
     setText(item, "spots", f.spots && f.spots_in_use !== null
-      ? fill(plural(t.spots_in_use, f.spots), { n: numbers.format(f.spots_in_use), total: numbers.format(f.spots) }) : "");
-    setText(item, "waiting", f.people_waiting === null ? "" : fill(t.people_waiting, { n: numbers.format(f.people_waiting) }));
+      ? fill(plural(t.spots_in_use, f.spots), { n: numbers().format(f.spots_in_use), total: numbers().format(f.spots) }) : "");
+    setText(item, "waiting", f.people_waiting === null ? "" : fill(t.people_waiting, { n: numbers().format(f.people_waiting) }));
     const failed = f.camera_status !== null && f.camera_status !== "ok";
     document.querySelectorAll('.camera[data-facility="' + f.id + '"]').forEach(function (figure) {
       figure.dataset.status = f.camera_status || "";
@@ -103,10 +111,10 @@
 
   function pictureAlt(figure, f) {
     const clock = new Intl.DateTimeFormat(locale, { hour: "numeric", minute: "2-digit", timeZone: figure.dataset.tz });
-    const values = { time: clock.format(new Date(f.snapshot_at)), people: f.people === null ? "–" : numbers.format(f.people) };
+    const values = { time: clock.format(new Date(f.snapshot_at)), people: f.people === null ? "–" : numbers().format(f.people) };
     if (!f.spots || f.spots_in_use === null) return fill(t.camera_alt_people, values);
-    values.used = numbers.format(f.spots_in_use);
-    values.total = numbers.format(f.spots);
+    values.used = numbers().format(f.spots_in_use);
+    values.total = numbers().format(f.spots);
     return fill(t.camera_alt_spots, values);
   }
 
@@ -152,7 +160,7 @@
     // A place counted only by its camera: the camera's count is the figure (as on the server).
     const cameraOnly = f.occupancy === null && f.people !== null;
     const figure = cameraOnly ? f.people : f.occupancy;
-    const occupancy = figure === null ? "–" : numbers.format(figure);
+    const occupancy = figure === null ? "–" : numbers().format(figure);
     if (part(item, "occupancy").textContent !== occupancy) {
       item.classList.add("changed");
       setTimeout(function () { item.classList.remove("changed"); }, 1200);
@@ -174,16 +182,16 @@
     if (part(item, "capacity")) {
       setHidden(part(item, "capacity"), f.occupancy_pct === null);
       setText(item, "pct-text", f.occupancy_pct === null || bySpots ? "" : fill(t.pct_of_capacity, {
-        pct: percent.format(Math.round(f.occupancy_pct) / 100), capacity: numbers.format(f.capacity) }));
+        pct: percent().format(Math.round(f.occupancy_pct) / 100), capacity: numbers().format(f.capacity) }));
       const free = f.occupancy === null || !f.capacity ? null : Math.max(0, f.capacity - f.occupancy);
-      setText(item, "free", free === null ? "" : fill(plural(t.places_free, free), { n: numbers.format(free) }));
+      setText(item, "free", free === null ? "" : fill(plural(t.places_free, free), { n: numbers().format(free) }));
     }
     showVersus(item, f.stale ? null : f.occupancy);
     if (part(item, "open") && f.open_now !== null) setText(item, "open", f.open_now ? t.open_now : t.closed_now);
     setText(item, "ice", temperature(t.ice_temp, f.ice_temp_c));
     setText(item, "air", temperature(t.air_temp, f.air_temp_c));
     setText(item, "people", f.people === null || cameraOnly ? ""
-      : fill(plural(t.people_on_camera, f.people), { n: numbers.format(f.people) }));
+      : fill(plural(t.people_on_camera, f.people), { n: numbers().format(f.people) }));
     const known = f.condition_state === "known" && f.condition_text;
     const quality = known && f.condition_quality ? t["cond_" + f.condition_quality] : "";
     const condition = part(item, "condition");

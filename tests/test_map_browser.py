@@ -199,6 +199,17 @@ def test_the_policy_admits_exactly_the_tile_server_and_only_on_the_map(site: Map
     assert expected in html_module.unescape(html)
 
 
+def test_without_javascript_the_map_view_is_the_list(site: MapSite, browser: Browser) -> None:
+    page = site.page(browser, java_script_enabled=False)
+    try:
+        page.goto(site.hub.url + "/?lang=en&view=map&kind=gym")
+        assert page.locator("#map").is_hidden() and page.locator(".skip-map").is_hidden()
+        assert page.locator("#facilities .facility").count() == 25
+        assert "The map needs JavaScript" in page.locator("main").inner_text()
+    finally:
+        page.context.close()
+
+
 def test_the_list_view_asks_for_no_map_nor_tiles(site: MapSite, browser: Browser) -> None:
     before = len(site.tiles.requests)
     page = site.page(browser)

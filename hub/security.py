@@ -81,12 +81,15 @@ def policy_text(policy: dict[str, str]) -> str:
     return "; ".join(f"{name} {value}" for name, value in policy.items())
 
 
-def page_policy(host: str | None, tls: bool) -> str:
+def page_policy(host: str | None, tls: bool, image_origin: str | None = None) -> str:
     """The policy for everything but the docs. connect-src names the page's own
-    WebSocket origin too, for browsers whose 'self' does not cover ws: and wss:."""
+    WebSocket origin too, for browsers whose 'self' does not cover ws: and wss:.
+    ``image_origin`` is one more origin pictures may come from (the map's tiles)."""
     policy = dict(BASE_POLICY)
     if host and _HOST_RE.fullmatch(host):
         policy["connect-src"] = f"'self' {'wss' if tls else 'ws'}://{host}"
+    if image_origin:
+        policy["img-src"] = f"{BASE_POLICY['img-src']} {image_origin}"
     return policy_text(policy)
 
 

@@ -4,21 +4,28 @@ pages at city scale (the pages were first built for three).
 Six kinds, names in fi/sv/en from real district names, locations around
 Helsinki, and a figure now for each: deterministic for a given count and seed.
 Every third ice rink is closed all week, the others open round the clock, so
-that "open now" has a known answer at any hour.
+that "open now" has a known answer at any hour. One carpet-washing place with a
+camera can be added (``CAMERA_TOML``, ``publish_camera_picture``), for the page
+weight with a camera thumbnail.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.config import WEEKDAYS
 from hub.state import Tracker
 from hub.store import SavedState
 from hub.store.sqlite import SQLiteStore
-from ruuhka.contract import FacilityState
+from ruuhka.contract import FacilityState, SnapshotPayload, device_topic
 
 DISTRICTS = (
     "Kallio", "Vallila", "Pasila", "Käpylä", "Oulunkylä", "Malmi", "Pukinmäki", "Kontula",
@@ -112,3 +119,48 @@ def seed_states(db: Path, places: list[Place], now: datetime) -> None:
     ]
     store.commit([], states, [])
     store.close()
+
+
+CAMERA_DEVICE = "city-yard-cam"
+CAMERA_TOML = f"""
+[[facilities]]
+id = "carpets-kallio"
+kind = "carpet_washing"
+capacity = 6
+name = {{ fi = "Kallion mattolaituri", sv = "Berghälls mattbrygga", en = "Kallio carpet pier" }}
+location = {{ lat = {CENTRE[0] + 0.01}, lon = {CENTRE[1] + 0.01} }}
+[[facilities.sources]]
+device = "{CAMERA_DEVICE}"
+camera = "yard"
+"""
+
+
+def camera_picture(seq: int, people: int = 2) -> SnapshotPayload:
+    """An already anonymised picture as the camera would send it: 640x360, a drawn
+    yard with three washing tables (no photograph, so no person in it)."""
+    from PIL import Image, ImageDraw  # the hub's extra, as for the pictures' renditions
+
+    picture = Image.new("RGB", (640, 360), (118, 128, 120))
+    draw = ImageDraw.Draw(picture)
+    for index in range(3):
+        left = 60 + index * 190
+        draw.rectangle((left, 150, left + 140, 300), fill=(160, 150, 130), outline=(60, 60, 60))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=80)
+    return SnapshotPayload(
+        seq=seq, ts=datetime.now(UTC), camera="yard", people=people, width=640, height=360,
+        jpeg_b64=base64.b64encode(out.getvalue()).decode(), spots=3, spots_in_use=min(3, people),
+    )  # fmt: skip
+
+
+def publish_camera_picture(host: str, port: int, seq: int = 1) -> None:
+    """Publish ``camera_picture`` for ``CAMERA_DEVICE`` (QoS 1)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{CAMERA_DEVICE}-{seq}")
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        payload = camera_picture(seq).model_dump_json(exclude_none=True)
+        client.publish(device_topic(CAMERA_DEVICE, "snapshot"), payload, qos=1).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()

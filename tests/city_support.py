@@ -13,7 +13,7 @@ from pathlib import Path
 from hub.crew.db import CrewDB
 from hub.crew.maintenance import MaintenanceLog
 from hub.crew.settings import CrewSettings
-from ruuhka.broker import free_port, start_broker
+from ruuhka.broker import Broker, free_port, start_broker
 from ruuhka.city import Place, city, facilities_toml, seed_states
 from tests.conftest import HUB_CONNECTION, HubProcess
 
@@ -44,9 +44,10 @@ def write_work(crew_db: Path, places: list[Place], work: list[Work], now: dateti
 
 @contextmanager
 def city_hub(
-    base: Path, count: int = 150, work: list[Work] | None = None
-) -> Iterator[tuple[HubProcess, list[Place]]]:
-    """A broker and a hub with ``count`` facilities, stopped on exit."""
+    base: Path, count: int = 150, work: list[Work] | None = None, site: str = ""
+) -> Iterator[tuple[HubProcess, list[Place], Broker]]:
+    """A broker and a hub with ``count`` facilities, stopped on exit; ``site`` is TOML
+    added to the configuration (e.g. a [site] table with a tile server)."""
     base.mkdir(parents=True, exist_ok=True)
     places = city(count)
     now = datetime.now(UTC)
@@ -59,11 +60,11 @@ def city_hub(
             client_id=f"city-hub-{os.getpid()}-{port}",
         )  # fmt: skip
         crew = f'\n[crew]\ndb = "sqlite:///{crew_db}"\n'
-        config.write_text(connection + crew + facilities_toml(places), encoding="utf-8")
+        config.write_text(connection + crew + site + facilities_toml(places), encoding="utf-8")
         seed_states(base / "hub.db", places, now)
         write_work(crew_db, places, work or [], now)
         hub = HubProcess(config, port, base / "hub.log").start()
         try:
-            yield hub, places
+            yield hub, places, broker
         finally:
             hub.stop()

@@ -17,7 +17,7 @@ from ruuhka.city import CENTRE, Place
 from tests.browser_support import PHONE, axe_violations, chromium
 from tests.city_support import Work, city_hub
 from tests.conftest import HubProcess, http_get
-from web.i18n import LANGUAGES, catalog
+from web.i18n import LANGUAGES, translations
 
 HERE = {"latitude": CENTRE[0], "longitude": CENTRE[1]}
 
@@ -70,7 +70,7 @@ def _work(places: list[Place]) -> list[Work]:
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
     from ruuhka.city import city as make_city
 
-    with city_hub(tmp_path_factory.mktemp("city"), work=_work(make_city())) as (hub, places):
+    with city_hub(tmp_path_factory.mktemp("city"), work=_work(make_city())) as (hub, places, _):
         yield City(hub, places)
 
 
@@ -85,19 +85,18 @@ def cards(page: Page) -> list[str]:
 
 
 def test_the_nearest_open_rink_iced_today_in_a_few_taps(city: City, browser: Browser) -> None:
-    t = catalog("en")
     page = city.page(browser, geolocation=HERE, permissions=["geolocation"], locale="en-GB")
     try:
         page.goto(city.hub.url + "/?lang=en")
         assert len(cards(page)) == 150
-        page.get_by_label(t["filter_kind"]).select_option("ice_rink")
-        page.get_by_label(t["filter_open"]).check()
-        page.get_by_label(t["sort_label"]).select_option("near")
-        page.get_by_role("button", name=t["filter_apply"]).click()
+        page.get_by_label("Kind").select_option("ice_rink")
+        page.get_by_label("Open now only").check()
+        page.get_by_label("Order").select_option("near")
+        page.get_by_role("button", name="Show").click()
         page.wait_for_url("**/?lang=en&q=&kind=ice_rink&sort=near&open=1")
         page.wait_for_function(
             "text => document.getElementById('sort-status').textContent === text",
-            arg=t["sorted_near"],
+            arg="Nearest first. Your location is used only on your device.",
         )
         shown = cards(page)
         assert shown == [p.id for p in city.open_rinks], shown  # open rinks only, nearest first
@@ -112,7 +111,17 @@ def test_the_nearest_open_rink_iced_today_in_a_few_taps(city: City, browser: Bro
         assert distance.endswith(" km away"), distance
         iced = page.locator("#facilities .facility", has_text="Iced today").first
         assert iced.get_attribute("data-id") == city.iced_today.id
-        # The whole card is the tap target: a tap on its figures opens the place.
+        # The whole card is the tap target: every corner of it is the card's link...
+        iced.scroll_into_view_if_needed()
+        corners = iced.evaluate(
+            """card => { const r = card.getBoundingClientRect();
+                return [[r.left + 3, r.top + 3], [r.right - 3, r.top + 3],
+                        [r.left + 3, r.bottom - 3], [r.right - 3, r.bottom - 3]].map(([x, y]) =>
+                    document.elementFromPoint(x, y).closest('a.card-link') ===
+                    card.querySelector('a.card-link')); }"""
+        )
+        assert corners == [True] * 4, corners
+        # ...and a tap on its figures opens the place.
         iced.locator(".age").scroll_into_view_if_needed()
         box = iced.locator(".age").bounding_box()
         assert box is not None
@@ -128,8 +137,9 @@ def test_without_javascript_the_filters_work_on_the_server(city: City, browser: 
     page = city.page(browser, java_script_enabled=False)
     try:
         page.goto(city.hub.url + "/?lang=fi")
-        page.get_by_label(catalog("fi")["filter_name"]).fill("kallio")
-        page.get_by_role("button", name=catalog("fi")["filter_apply"]).click()
+        _ = translations("fi").gettext
+        page.get_by_label(_("Name")).fill("kallio")
+        page.get_by_role("button", name=_("Show")).click()
         page.wait_for_url("**/?lang=fi&q=kallio**")
         names = page.eval_on_selector_all("#facilities h2", "els => els.map(e => e.textContent)")
         assert names and all(name.startswith("Kallio") for name in names), names
@@ -151,7 +161,9 @@ def test_a_refused_location_keeps_the_order_and_says_so(city: City, browser: Bro
         page.goto(city.hub.url + "/?lang=sv&kind=ice_rink&sort=near")
         page.wait_for_function(
             "text => document.getElementById('sort-status').textContent === text",
-            arg=catalog("sv")["location_failed"],
+            arg=translations("sv").gettext(
+                "Could not get your location, so the list is in the usual order."
+            ),
         )
         rinks = [p.id for p in city.places if p.kind == "ice_rink"]
         assert cards(page) == rinks  # the usual order
@@ -234,3 +246,23 @@ def test_public_responses_are_gzipped_and_the_crew_pages_never(city: City) -> No
     status, body, headers = _get(url + "/crew/login?lang=en", **{"Accept-Encoding": "gzip"})
     assert status == 200 and b'name="csrf"' in body
     assert headers.get("Content-Encoding") is None
+
+
+def test_without_a_tile_server_there_is_no_map(city: City, browser: Browser) -> None:
+    from tests.test_web import get_page
+
+    for path in ("/?lang=en", "/?lang=en&view=map"):
+        _, html, headers = get_page(city.hub, path)
+        assert "leaflet" not in html and 'id="map"' not in html and "view=map" not in html
+        assert "img-src 'self' data:;" in headers["Content-Security-Policy"]
+    _, html, _ = get_page(city.hub, "/about?lang=en")
+    assert "loads nothing from other servers." in html and "The map" not in html
+    page = city.page(browser)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    try:
+        page.goto(city.hub.url + "/?lang=fi&view=map")
+        page.wait_for_load_state("networkidle")
+        assert requests and all(u.startswith(city.hub.url) for u in requests), requests
+    finally:
+        page.context.close()

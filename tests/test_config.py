@@ -262,3 +262,28 @@ def test_hub_command_with_missing_config_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "absent.toml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_tile_server_loads_with_its_attribution(tmp_path: Path) -> None:
+    site = '[site]\ntile_url = "https://tiles.example.fi/wmts/{z}/{x}/{y}.png"\n'
+    settings = load_settings(
+        HubSettings, write(tmp_path, site + 'tile_attribution = "© Example city"\n' + EXAMPLE)
+    )
+    assert settings.site.tile_origin == "https://tiles.example.fi"
+    assert load_settings(HubSettings, write(tmp_path, EXAMPLE)).site.tile_origin is None
+
+
+@pytest.mark.parametrize(
+    ("site", "said"),
+    [
+        ('tile_url = "https://t.example/{z}/{x}/{y}.png"', "needs tile_attribution"),
+        ('tile_attribution = "© Someone"', "tile_attribution without tile_url"),
+        ('tile_url = "https://t.example/{z}/{x}.png"\ntile_attribution = "x"', "{z}, {x} and {y}"),
+        ('tile_url = "https://{s}.t.example/{z}/{x}/{y}.png"\ntile_attribution = "x"', "tile_url"),
+        ('tile_url = "javascript:alert(1)//{z}/{x}/{y}"\ntile_attribution = "x"', "tile_url"),
+        ('tile_url = "https://user@t.example/{z}/{x}/{y}"\ntile_attribution = "x"', "tile_url"),
+    ],
+)
+def test_a_tile_server_must_be_one_credited_origin(tmp_path: Path, site: str, said: str) -> None:
+    message = config_error(write(tmp_path, f"[site]\n{site}\n" + EXAMPLE))
+    assert "site" in message and said in message, message

@@ -31,7 +31,8 @@ from tests.crew_support import (
     iso,
     ruuhka_crew,
 )
-from web.i18n import catalog
+from web.i18n import translations
+from web.messages import CREW_ACTIONS, CREW_QUALITIES
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +62,11 @@ def test_every_kind_has_actions_a_decay_time_and_words_in_three_languages() -> N
         assert kind.value in vocabulary.ACTIONS_BY_KIND
         assert CrewSettings().ttl_for(kind.value) > 0
     for lang in ("fi", "sv", "en"):
-        t = catalog(lang)
+        gettext = translations(lang).gettext
         for action in vocabulary.all_actions():
-            assert t.get("crew_action_" + action.id), (lang, action.id)
+            assert gettext(CREW_ACTIONS[action.id]), (lang, action.id)
         for quality in vocabulary.Quality:
-            assert t.get("crew_quality_" + quality.value), (lang, quality)
+            assert gettext(CREW_QUALITIES[quality.value]), (lang, quality)
     assert vocabulary.usual("iced") is vocabulary.Quality.GOOD
     assert vocabulary.usual("snowless") is vocabulary.Quality.UNUSABLE
     with pytest.raises(ValueError, match="unknown facility kind"):

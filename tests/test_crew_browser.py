@@ -7,6 +7,7 @@ entry reaches the hub with the time of the tap, not the time it was sent.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,13 +86,18 @@ def test_offline_entries_arrive_with_the_time_of_the_tap(hub: CrewHub, browser: 
         page.click("#f-rink > details > summary")  # tap 1: the facility
         iced = page.locator("#f-rink button[value=iced]")
         assert iced.is_visible()
+        # The usual outcome is said in words on the button, not only by its colour.
+        assert iced.inner_text().split("\n") == ["Iced", "good"]
+        recent = page.locator("#f-rink .crew-recent")
+        assert recent.inner_text() == "Nothing logged yet."
+        page.evaluate("window.notReloaded = true")
 
         phone.context.set_offline(True)
         tapped_from = datetime.now(UTC)
         iced.click()  # tap 2: "iced now"
         tapped_to = datetime.now(UTC)
         page.wait_for_selector("#crew-queue:not([hidden])")
-        assert "1 entries waiting" in page.inner_text("#crew-queue")
+        assert "1 entry waiting for a connection; it keeps" in page.inner_text("#crew-queue")
         assert "No connection" in page.inner_text("#crew-queue")
         assert [e["action"] for e in queued(page, "rinkcrew")] == ["iced"]
         assert history(hub, "rink") == []  # nothing reached the hub
@@ -109,6 +115,16 @@ def test_offline_entries_arrive_with_the_time_of_the_tap(hub: CrewHub, browser: 
         assert queued(page, "rinkcrew") == []
         page.wait_for_selector("#f-rink .crew-latest:text-matches('^Iced today')")
         assert "Saved: Iced today" in page.inner_text("#crew-status")
+        # "Recent entries" shows it too, as the server would, without a reload.
+        page.wait_for_function(
+            "() => document.querySelector('#f-rink .crew-recent').textContent.startsWith('Iced')"
+        )
+        lines = "els => els.map(e => e.textContent)"
+        live = page.eval_on_selector_all("#f-rink .crew-recent li", lines)
+        assert len(live) == 1 and re.fullmatch(r"Iced today \d\d:\d\d · good · rinkcrew", live[0])
+        assert page.evaluate("window.notReloaded") is True
+        page.reload()
+        assert page.eval_on_selector_all("#f-rink .crew-recent li", lines) == live  # as rendered
         assert phone.errors == []
     finally:
         phone.close()

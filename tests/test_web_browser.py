@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from babel import Locale
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from ruuhka.broker import Broker
@@ -26,6 +27,7 @@ from tests.web_support import (
     RINK,
     RINK_GATE,
     RINK_STALE_AFTER_S,
+    SENSOR,
     Seq,
     count,
     publish,
@@ -33,7 +35,7 @@ from tests.web_support import (
     snapshot,
     web_hub,
 )
-from web.i18n import LANGUAGES, catalog
+from web.i18n import LANGUAGES, LOCALES, translations
 
 ARTIFACTS = ROOT / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 900}
@@ -111,7 +113,7 @@ def wait_live(page: Page, lang: str) -> None:
     """Until the page says its WebSocket is connected (pages without live figures: at once)."""
     if not page.locator("#connection").count():
         return
-    text = catalog(lang)["live"]
+    text = translations(lang).gettext("Figures update on their own.")
     page.wait_for_function(
         "text => document.getElementById('connection').textContent === text", arg=text
     )
@@ -192,17 +194,114 @@ def test_a_new_camera_picture_replaces_the_old_one_live(
     assert occupancy_of(page, "carpets") == "5"
 
 
+SINGULAR = {"fi": "henkilö", "sv": "person", "en": "person"}
+
+
+def test_counts_take_their_plural_form_live_in_every_language(
+    site: Site, context: BrowserContext
+) -> None:
+    pages = {}
+    for lang in LANGUAGES:
+        page = pages[lang] = site.page(context)
+        page.goto(f"{site.hub.url}/?lang={lang}")
+        wait_live(page, lang)
+        # live.js picks forms with the browser's Intl.PluralRules: the same rules (CLDR)
+        # as Babel's, which checked the catalog's Plural-Forms against them.
+        rule = Locale.parse(LOCALES[lang], sep="-").plural_form
+        browser_says = page.evaluate(
+            "locale => Array.from({length: 200}, (_, n) => new Intl.PluralRules(locale).select(n))",
+            LOCALES[lang],
+        )
+        assert browser_says == [rule(n) for n in range(200)], lang
+    site.gate(1)
+    for lang, page in pages.items():
+        page.wait_for_function(
+            "() => document.querySelector('#f-pool .occupancy').textContent === '1'"
+        )
+        assert page.locator("#f-pool .unit").inner_text() == SINGULAR[lang]
+        free = translations(lang).ngettext("{n} place free", "{n} places free", 99)
+        assert page.locator("#f-pool .free").inner_text() == free.replace("{n}", "99")
+    site.gate(62)
+    for lang, page in pages.items():
+        page.wait_for_function(
+            "() => document.querySelector('#f-pool .occupancy').textContent === '62'"
+        )
+        many = translations(lang).ngettext("person", "people", 62)
+        assert page.locator("#f-pool .unit").inner_text() == many != SINGULAR[lang]
+
+
+def test_busier_or_quieter_than_usual_follows_the_figure_live(
+    site: Site, context: BrowserContext
+) -> None:
+    """The sports field has weeks of history: its card compares now with the typical
+    moment, by the margin the server chose, and live.js keeps comparing."""
+    page = site.page(context)
+    page.goto(site.hub.url + "/?lang=en")
+    wait_live(page, "en")
+    card = page.locator("#f-field")
+    typical = float(card.get_attribute("data-typical") or "nan")
+    margin = float(card.get_attribute("data-margin") or "nan")
+    assert typical >= 0 and margin >= 3, (typical, margin)
+    entries = 0
+    publish(site.broker, SENSOR, count(site.seq("sensor"), 0, 0))  # the counter's start
+    for occupancy in (round(typical + margin + 15), 0):
+        entries += 1000
+        exits = entries - occupancy
+        publish(site.broker, SENSOR, count(site.seq("sensor"), entries, exits))
+        page.wait_for_function(
+            "n => document.querySelector('#f-field .occupancy').textContent === n",
+            arg=str(occupancy),
+        )
+        wanted = (
+            "busier than usual"
+            if occupancy > typical + margin
+            else "quieter than usual"
+            if occupancy < typical - margin
+            else "about as busy as usual"
+        )
+        assert card.locator(".versus").inner_text() == wanted, (occupancy, typical, margin)
+    # The facility page says it too, from the server.
+    page.goto(site.hub.url + "/facilities/field?lang=en")
+    assert page.locator("#f-field .versus").inner_text() == wanted
+
+
+def test_planning_saturday_on_the_facility_page(site: Site, context: BrowserContext) -> None:
+    page = site.page(context)
+    page.goto(site.hub.url + "/facilities/field?lang=fi")
+    page.locator('nav .days a[href$="day=sat"]').click()
+    page.wait_for_url("**/facilities/field?lang=fi&day=sat")
+    assert page.locator('.days a[aria-current="page"]').get_attribute("href") == "?lang=fi&day=sat"
+    title = page.locator("svg.day-chart title").first.text_content()
+    today_is_saturday = page.evaluate(
+        "new Intl.DateTimeFormat('en', {weekday: 'short', timeZone: 'Europe/Helsinki'})"
+        ".format(new Date()) === 'Sat'"
+    )
+    assert title == (
+        "Tänään ja tavallinen lauantai" if today_is_saturday else "Tavallinen lauantai"
+    )
+    # The typical line covers the whole day: the table has the night and the busy hours.
+    page.get_by_text("Näytä taulukkona").click()
+    rows = dict(
+        page.eval_on_selector_all(
+            "details table tbody tr",
+            "rows => rows.map(r => [r.querySelector('th').textContent,"
+            " r.querySelector('td:last-child').textContent])",
+        )
+    )
+    assert rows.get("3.00") == "4" and rows.get("16.00") == "160", rows
+
+
 def test_the_language_switch_and_accept_language(site: Site, browser: Browser) -> None:
     ctx = browser.new_context(viewport=PHONE, locale="sv-FI")  # sends Accept-Language: sv-FI
     try:
         page = site.page(ctx)
         page.goto(site.hub.url + "/")
         assert page.locator("html").get_attribute("lang") == "sv"
-        assert page.locator("h1").inner_text() == catalog("sv")["title"]
+        assert page.locator("h1").inner_text() == translations("sv").gettext("How busy is it now?")
         page.get_by_role("link", name="In English").click()
         page.wait_for_url("**/?lang=en")
         assert page.locator("html").get_attribute("lang") == "en"
-        assert page.locator("h1").inner_text() == catalog("en")["title"]
+        assert page.locator("h1").inner_text() == "How busy is it now?"
         wait_live(page, "en")
         page.get_by_role("link", name="Swimming hall").click()
         page.wait_for_url("**/facilities/pool?lang=en")  # the choice carries over

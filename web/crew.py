@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from babel.support import Translations
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -35,7 +36,8 @@ from hub.crew.routes import EntryIn, announce, log_entry, overview
 from hub.crew.service import CrewService
 from hub.crew.vocabulary import NOTICE, Quality
 from web import STATIC_DIR, TEMPLATES_DIR
-from web.i18n import catalog, negotiate
+from web.i18n import client_strings, negotiate, translations
+from web.messages import CREW_CLIENT, CREW_QUALITIES, KINDS, NOTICE_LANGUAGES
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
@@ -49,8 +51,8 @@ def _lang(request: Request, lang: str | None) -> str:
     return negotiate(lang, request.headers.get("accept-language"), default)
 
 
-def _strings(lang: str) -> dict[str, str]:
-    return {k: v for k, v in catalog(lang).items() if k.startswith("crew_")}
+def _strings(lang: str) -> dict[str, Any]:
+    return client_strings(lang, CREW_CLIENT)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -60,17 +62,29 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
+def _words(catalog: Translations) -> dict[str, Any]:
+    """The templates' ways to say things: ``_``, ``pgettext`` and the words picked at run time."""
+    return {
+        "_": catalog.gettext,
+        "pgettext": catalog.pgettext,
+        "kind_word": lambda kind: catalog.gettext(KINDS[kind]) if kind in KINDS else kind,
+        "quality_word": lambda quality: catalog.gettext(CREW_QUALITIES[quality]),
+        "notice_language": lambda code: catalog.gettext(NOTICE_LANGUAGES[code]),
+    }
+
+
 def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Vary"] = "Accept-Language, Cookie"
     return response
 
 
-def _ago_label(minutes: int, t: dict[str, str]) -> str:
+def _ago_label(minutes: int, lang: str) -> str:
+    gettext = translations(lang).gettext
     if minutes == 0:
-        return t["crew_now"]
+        return gettext("now")
     amount = f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
-    return t["crew_ago"].replace("{amount}", amount)
+    return gettext("{amount} ago").replace("{amount}", amount)
 
 
 def _render_crew(
@@ -84,7 +98,7 @@ def _render_crew(
     status_code: int = 200,
 ) -> Response:
     now = datetime.now(UTC)
-    t = catalog(lang)
+    catalog = translations(lang)
     facilities = overview(request, svc, caller, lang, now)
     assert caller.session is not None
     response = templates.TemplateResponse(
@@ -92,14 +106,14 @@ def _render_crew(
         "crew.html",
         {
             "lang": lang,
-            "t": t,
+            **_words(catalog),
             "strings_json": json.dumps(_strings(lang), ensure_ascii=False),
             "crew": caller.crew.name,
             "csrf": caller.session.csrf,
             "facilities": facilities,
             "stale": [f for f in facilities if f.stale],
-            "ago": [(m, _ago_label(m, t)) for m in AGO_MINUTES],
-            "qualities": [(q.value, t.get("crew_quality_" + q.value, q.value)) for q in Quality],
+            "ago": [(m, _ago_label(m, lang)) for m in AGO_MINUTES],
+            "qualities": [(q.value, catalog.gettext(CREW_QUALITIES[q.value])) for q in Quality],
             "notice": NOTICE,
             "flash": flash,
             "error": error,
@@ -124,7 +138,7 @@ def crew_page(request: Request, lang: str | None = Query(default=None)) -> Respo
     if done and done.isdigit():
         entry = svc.log.get(int(done))
         if entry is not None and entry.logged_by == caller.crew.name:
-            flash = catalog(language)["crew_saved"]
+            flash = translations(language).gettext("Saved.")
     return _render_crew(request, svc, caller, language, flash=flash)
 
 
@@ -137,7 +151,7 @@ def _login_page(
         "crew_login.html",
         {
             "lang": lang,
-            "t": catalog(lang),
+            **_words(translations(lang)),
             "csrf": token,
             "error": error,
             "languages": (("fi", "Suomeksi"), ("sv", "På svenska"), ("en", "In English")),
@@ -168,11 +182,13 @@ def login_page(request: Request, lang: str | None = Query(default=None)) -> Resp
 async def login(request: Request, lang: str | None = Query(default=None)) -> Response:
     svc = service(request)
     language = _lang(request, lang)
-    t = catalog(language)
+    gettext = translations(language).gettext
     form = await _form(request)
     if not same_origin(request) or not login_csrf_ok(request, form.get("csrf")):
         svc.metrics.csrf_rejected.inc()
-        return _login_page(request, svc, language, t["crew_login_expired"], 403)
+        return _login_page(
+            request, svc, language, gettext("The form expired. Please log in again."), 403
+        )
     name = form.get("name", "")
     password = form.get("password", "")[: MAX_PASSWORD + 1]
     address = request.client.host if request.client else "unknown"
@@ -186,9 +202,11 @@ async def login(request: Request, lang: str | None = Query(default=None)) -> Res
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/crew/login")
         return response
     if outcome.result is LoginResult.WRONG:
-        return _login_page(request, svc, language, t["crew_login_wrong"], 401)
+        return _login_page(request, svc, language, gettext("Wrong user name or password."), 401)
     minutes = max(1, -(-outcome.retry_after_s // 60))
-    message = t["crew_login_locked"].replace("{minutes}", str(minutes))
+    message = gettext("Too many attempts. Try again in {minutes} min.").replace(
+        "{minutes}", str(minutes)
+    )
     response = _login_page(request, svc, language, message, 429)
     response.headers["Retry-After"] = str(outcome.retry_after_s)
     return response

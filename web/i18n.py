@@ -1,25 +1,33 @@
 """Language choice, the translation catalogs and locale formatting.
 
-Every user-visible string lives in ``translations/{lang}.json``; sentences with
-values in them are templates with ``{name}`` slots, filled by ``fill`` here and
-by the same rule in ``static/live.js``, so the server-rendered page and the live
-updates read alike. Numbers and times go through Babel (CLDR), as the browser's
-``Intl`` does on the client.
+Every user-visible string is an English message in the code or a template,
+translated through the gettext catalogs ``translations/{lang}/LC_MESSAGES/messages.po``
+(``make translations`` runs ``pybabel extract``, ``update`` and ``compile``). The hub
+reads the ``.po`` files itself, so an install needs no build step. Sentences with
+values in them have ``{name}`` slots, filled by ``fill`` here and by the same rule
+in ``static/live.js``, so the server-rendered page and the live updates read alike.
+Numbers and times go through Babel (CLDR), as the browser's ``Intl`` does.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date, datetime, time, timedelta
 from functools import cache
+from io import BytesIO
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_time, format_timedelta
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
+from babel.support import Translations
 
 from web import WEB_DIR
+from web.messages import N_
 
 LANGUAGES = ("fi", "sv", "en")
 # The locale each language is formatted in; the same tags go to the browser's Intl.
@@ -29,10 +37,55 @@ _SLOT = re.compile(r"\{(\w+)\}")
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
+TRANSLATIONS_DIR = WEB_DIR / "translations"
+
+
+def po_path(lang: str) -> Path:
+    return TRANSLATIONS_DIR / lang / "LC_MESSAGES" / "messages.po"
+
+
 @cache
-def catalog(lang: str) -> dict[str, str]:
-    path = WEB_DIR / "translations" / f"{lang}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+def translations(lang: str) -> Translations:
+    """The language's catalog, compiled in memory from its ``.po`` file (fuzzy
+    entries left out, as ``pybabel compile`` does)."""
+    with po_path(lang).open("rb") as source:
+        po = read_po(source, locale=lang)
+    compiled = BytesIO()
+    write_mo(compiled, po)
+    compiled.seek(0)
+    return Translations(compiled)
+
+
+@cache
+def plural_samples(lang: str) -> dict[str, int]:
+    """A number for each plural category of the language, by the names CLDR and the
+    browser's ``Intl.PluralRules`` give them ("one", "other"). Checked against the
+    catalog's own rule: every number of a category takes the same form there."""
+    rule = Locale.parse(LOCALES[lang], sep="-").plural_form
+    form_of = translations(lang).plural
+    samples: dict[str, int] = {}
+    for n in range(1000):
+        first = samples.setdefault(rule(n), n)
+        if form_of(first) != form_of(n):
+            raise ValueError(f"{lang}: the catalog's plural rule splits CLDR's {rule(n)!r}")
+    return samples
+
+
+def client_strings(lang: str, messages: dict[str, str | tuple[str, str]]) -> dict[str, Any]:
+    """The scripts' strings in a language; a message with plural forms as a form per
+    plural category, for the script to pick with ``Intl.PluralRules``."""
+    catalog = translations(lang)
+    out: dict[str, Any] = {}
+    for key, message in messages.items():
+        if isinstance(message, str):
+            out[key] = catalog.gettext(message)
+        else:
+            singular, plural = message
+            out[key] = {
+                category: catalog.ngettext(singular, plural, n)
+                for category, n in plural_samples(lang).items()
+            }
+    return out
 
 
 def fill(template: str, **values: object) -> str:
@@ -81,7 +134,10 @@ class Formatter:
 
     def __init__(self, lang: str) -> None:
         self.lang = lang
-        self.t = catalog(lang)
+        self.translations = translations(lang)
+        self.gettext = self.translations.gettext
+        self.ngettext = self.translations.ngettext
+        self.pgettext = self.translations.pgettext
         self.locale = Locale.parse(LOCALES[lang], sep="-")
 
     def number(self, value: float, digits: int = 0) -> str:
@@ -108,15 +164,18 @@ class Formatter:
         return format_date(value, "long", locale=self.locale)
 
     def age(
-        self, seconds: float | None, template: str = "updated_ago", now_key: str = "just_now"
+        self,
+        seconds: float | None,
+        template: str = N_("updated {ago}"),
+        now_text: str = N_("updated just now"),
     ) -> str:
         """ "updated 3 minutes ago"; "no data yet" when nothing was ever measured.
-        ``template`` and ``now_key`` name other phrasings ("picture 3 minutes ago")."""
+        ``template`` and ``now_text`` are other phrasings ("picture 3 minutes ago")."""
         if seconds is None:
-            return self.t["no_data"]
+            return self.gettext("no data yet")
         if age_unit(seconds) is None:
-            return self.t[now_key]
-        return fill(self.t[template], ago=self.ago(seconds))
+            return self.gettext(now_text)
+        return fill(self.gettext(template), ago=self.ago(seconds))
 
     def ago(self, seconds: float) -> str:
         """ "3 minutes ago", in the unit ``age_unit`` picks (under 10 s: seconds)."""

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
@@ -41,7 +42,18 @@ from hub.store import Store
 from web import TEMPLATES_DIR
 from web.assets import ASSETS
 from web.charts import ChartText, day_chart
-from web.i18n import LOCALES, Formatter, fill, negotiate
+from web.i18n import LOCALES, Formatter, client_strings, fill, negotiate
+from web.map import map_of, map_policy
+from web.messages import (
+    CAMERA_REASONS,
+    CLIENT,
+    CONDITIONS,
+    KINDS,
+    LEVELS,
+    N_,
+    TRENDS,
+    VERSUS,
+)
 
 log = logging.getLogger("ruuhka.pages")
 router = APIRouter()
@@ -68,56 +80,6 @@ templates.env.globals["static"] = ASSETS.url
 LANGUAGE_LABELS = (("fi", "Suomeksi"), ("sv", "På svenska"), ("en", "In English"))
 BUCKET_S = 15 * 60
 TREND_ARROWS = {"rising": "↗", "steady": "→", "falling": "↘"}
-# The catalog entries live.js needs; the rest of the catalog stays on the server.
-CLIENT_STRINGS = (
-    "level_quiet",
-    "level_moderate",
-    "level_busy",
-    "level_full",
-    "trend_rising",
-    "trend_steady",
-    "trend_falling",
-    "updated_ago",
-    "just_now",
-    "no_data",
-    "pct_of_capacity",
-    "people",
-    "people_seen",
-    "people_on_camera",
-    "camera_taken",
-    "ice_temp",
-    "air_temp",
-    "open_now",
-    "closed_now",
-    "cond_good",
-    "cond_satisfactory",
-    "cond_unusable",
-    "live",
-    "connecting",
-    "offline",
-    "places_free",
-    "usual_busier",
-    "usual_quieter",
-    "usual_same",
-    "distance",
-    "location_failed",
-    "sorted_near",
-    "picture_ago",
-    "picture_just_now",
-    "spots_in_use",
-    "people_waiting",
-    "camera_alt_people",
-    "camera_alt_spots",
-    "camera_not_current",
-    "camera_paused_short",
-    "camera_dark",
-    "camera_light_change",
-    "camera_calibrating",
-    "camera_implausible_mask",
-    "camera_error",
-    "camera_timeout",
-    "camera_no_frame",
-)
 MAX_QUERY_CHARS = 100
 SORTS = ("", "quiet", "near")
 THUMB_CSS_W = 120
@@ -191,26 +153,40 @@ def camera_view(
         and not any(s.camera for s in facility.sources)
     ):
         return None
-    t = fmt.t
+    _ = fmt.gettext
     zone = facility.zone
     spots = ""
     if out.spots and out.spots_in_use is not None:
-        spots = fill(t["spots_in_use"], n=fmt.number(out.spots_in_use), total=fmt.number(out.spots))
+        spots = fill(
+            fmt.ngettext(
+                "{n} of {total} washing spot in use",
+                "{n} of {total} washing spots in use",
+                out.spots,
+            ),
+            n=fmt.number(out.spots_in_use),
+            total=fmt.number(out.spots),
+        )
     waiting = ""
     if out.people_waiting is not None:
-        waiting = fill(t["people_waiting"], n=fmt.number(out.people_waiting))
+        waiting = fill(_("waiting for a spot: {n}"), n=fmt.number(out.people_waiting))
     failed = out.camera_status is not None and out.camera_status != "ok"
     age_s = (now - picture.taken_at).total_seconds() if picture is not None else None
     current = age_s is not None and age_s <= facility.stale_after and not failed
     note = ""
     if failed:
-        reason = t.get(f"camera_{out.camera_status}", t["camera_error"])
-        note = fill(t["camera_paused_short"], reason=reason)
+        reason = _(CAMERA_REASONS.get(out.camera_status or "", CAMERA_REASONS["error"]))
+        note = fill(_("Camera paused: {reason}"), reason=reason)
     elif picture is not None and not current:
-        note = fill(t["camera_not_current"], time=fmt.clock(picture.taken_at, zone))
+        note = fill(
+            _("No current picture: the newest is from {time}."),
+            time=fmt.clock(picture.taken_at, zone),
+        )
+    simulated = ""
+    if out.count_simulated:
+        simulated = _("Demo: the figures come from a simulated camera, not from people counted.")
     if picture is None:
         return CameraView(False, None, "", "", "", "", 0, 0, 0, "", "", "", spots, waiting,
-                          note, t["camera_simulated"] if out.count_simulated else "")  # fmt: skip
+                          note, simulated)  # fmt: skip
     version = ms(picture.taken_at)
     url = f"/api/v1/facilities/{facility.id}/snapshot.jpg?v={version}"
     widths = [w for w in WIDTHS if w < picture.width]
@@ -219,9 +195,20 @@ def camera_view(
     people = fmt.number(picture.people) if picture.people is not None else "–"
     if picture.spots and picture.spots_in_use is not None:
         used, total = fmt.number(picture.spots_in_use), fmt.number(picture.spots)
-        alt = fill(t["camera_alt_spots"], time=clock, people=people, used=used, total=total)
+        alt = fill(
+            _(
+                "Anonymised camera picture, {time}: people {people}, "
+                "spots in use {used} of {total}."
+            ),
+            time=clock,
+            people=people,
+            used=used,
+            total=total,
+        )
     else:
-        alt = fill(t["camera_alt_people"], time=clock, people=people)
+        alt = fill(
+            _("Anonymised camera picture, {time}: people {people}."), time=clock, people=people
+        )
     return CameraView(
         current=current,
         version=version,
@@ -233,12 +220,12 @@ def camera_view(
         height=picture.height,
         thumb_height=max(1, round(THUMB_CSS_W * picture.height / picture.width)),
         taken_at=picture.taken_at.isoformat(),
-        age=fmt.age(age_s, "picture_ago", "picture_just_now"),
+        age=fmt.age(age_s, N_("picture {ago}"), N_("picture just now")),
         alt=alt,
         spots=spots,
         waiting=waiting,
         note=note,
-        simulated=t["camera_simulated"] if out.count_simulated else "",
+        simulated=simulated,
     )
 
 
@@ -252,20 +239,22 @@ def _hours_text(out: FacilityOut, fmt: Formatter) -> str:
         return ""
     span = parse_hours(out.hours_today)
     if span is None:
-        return fmt.t["closed_today"]
+        return fmt.gettext("closed today")
     opens, closes = span
     if opens == time(0) and closes.second:
-        return fmt.t["all_day_today"]
+        return fmt.gettext("today open round the clock")
     # parse_hours reads "24:00" as 23:59:59; say midnight.
-    return fill(fmt.t["hours_today"], hours=fmt.span(opens, time(0) if closes.second else closes))
+    return fill(
+        fmt.gettext("today {hours}"), hours=fmt.span(opens, time(0) if closes.second else closes)
+    )
 
 
-def condition_text(out: FacilityOut, t: dict[str, str]) -> str:
+def condition_text(out: FacilityOut, fmt: Formatter) -> str:
     """ "Iced today 06:30 · good condition" while the crew's entry is fresh, else ""."""
     if out.condition_state != "known" or not out.condition_text:
         return ""
-    quality = t.get(f"cond_{out.condition_quality}") if out.condition_quality else None
-    return f"{out.condition_text} · {quality}" if quality else out.condition_text
+    quality = CONDITIONS.get(out.condition_quality or "")
+    return f"{out.condition_text} · {fmt.gettext(quality)}" if quality else out.condition_text
 
 
 def unknown_condition_text(
@@ -277,10 +266,12 @@ def unknown_condition_text(
         return ""
     entry = latest.condition
     if entry is None:
-        return fmt.t["cond_none"]
+        return fmt.gettext("No maintenance logged yet.")
     what = action_label(entry.action, fmt.lang)
     ago = fmt.ago((now - entry.performed_at).total_seconds())
-    return fill(fmt.t["cond_expired"], what=what.lower(), ago=ago)
+    return fill(
+        fmt.gettext("No recent maintenance logged — last: {what} {ago}"), what=what.lower(), ago=ago
+    )
 
 
 def versus_margin(typical: float, capacity: int | None) -> float:
@@ -301,6 +292,16 @@ def versus_usual(occupancy: float | None, typical: float | None, margin: float) 
     return "same"
 
 
+def unit(fmt: Formatter, figure: float | None, camera_only: bool) -> str:
+    """The word after the figure, in the figure's plural form ("1 person", "2 people")."""
+    n = round(figure) if figure is not None else 0
+    if camera_only:
+        # Translators: after a number of people, which is shown large.
+        return fmt.ngettext("person on the camera image", "people on the camera image", n)
+    # Translators: after a number of people, which is shown large.
+    return fmt.ngettext("person", "people", n)
+
+
 def card(
     facility: Facility,
     out: FacilityOut,
@@ -309,14 +310,14 @@ def card(
     unknown_condition: str = "",
     camera: CameraView | None = None,
 ) -> Card:
-    t = fmt.t
+    _ = fmt.gettext
     pct = ""
     # Counted by a camera that watches spots: the bar shows spots in use, said in words
     # by the camera's line ("2 of 3 washing spots in use"), not as a share of capacity.
     by_spots = out.occupancy is None and bool(out.spots)
     if out.occupancy_pct is not None and out.capacity and not by_spots:
         pct = fill(
-            t["pct_of_capacity"],
+            _("{pct} of capacity ({capacity})"),
             pct=fmt.percent(out.occupancy_pct),
             capacity=fmt.number(out.capacity),
         )
@@ -325,12 +326,13 @@ def card(
     figure = out.people if camera_only else out.occupancy
     open_text = ""
     if out.open_now is not None:
-        open_text = t["open_now"] if out.open_now else t["closed_now"]
+        open_text = _("open now") if out.open_now else _("closed now")
     free = ""
     if out.occupancy is not None and out.capacity:
-        free = fill(t["places_free"], n=fmt.number(max(0, out.capacity - out.occupancy)))
+        places = max(0, out.capacity - out.occupancy)
+        free = fill(fmt.ngettext("{n} place free", "{n} places free", places), n=fmt.number(places))
     margin = versus_margin(typical, out.capacity) if typical is not None else 0.0
-    known_condition = condition_text(out, t)
+    known_condition = condition_text(out, fmt)
     if known_condition:
         unknown_condition = ""  # live.js shows nothing if it expires while the page is open
     versus = versus_usual(None if out.stale else out.occupancy, typical, margin)
@@ -338,28 +340,33 @@ def card(
         out=out,
         zone=facility.timezone,
         occupancy=fmt.number(figure) if figure is not None else "–",
-        unit=t["people_seen"] if camera_only else t["people"],
+        unit=unit(fmt, figure, camera_only),
         pct=pct,
         pct_value=min(100.0, out.occupancy_pct or 0.0),
-        level=t[f"level_{out.level}"] if out.level else "",
+        level=_(LEVELS[out.level]) if out.level else "",
         trend_arrow=TREND_ARROWS[out.trend] if out.trend else "",
-        trend=t[f"trend_{out.trend}"] if out.trend else "",
+        trend=_(TRENDS[out.trend]) if out.trend else "",
         age=fmt.age(out.age_s),
         open_text=open_text,
         hours_text=_hours_text(out, fmt),
-        ice=fill(t["ice_temp"], temp=fmt.temperature(out.ice_temp_c))
+        ice=fill(_("ice {temp}"), temp=fmt.temperature(out.ice_temp_c))
         if out.ice_temp_c is not None
         else "",
-        air=fill(t["air_temp"], temp=fmt.temperature(out.air_temp_c))
+        air=fill(_("air {temp}"), temp=fmt.temperature(out.air_temp_c))
         if out.air_temp_c is not None
         else "",
-        people=fill(t["people_on_camera"], n=fmt.number(out.people))
+        people=fill(
+            fmt.ngettext(
+                "{n} person on the camera image", "{n} people on the camera image", out.people
+            ),
+            n=fmt.number(out.people),
+        )
         if out.people is not None and not camera_only
         else "",
         condition=known_condition or unknown_condition,
         notice=out.notice or "",
         free=free,
-        versus=t[f"usual_{versus}"] if versus else "",
+        versus=_(VERSUS[versus]) if versus else "",
         typical=typical,
         margin=margin,
         unknown_condition=unknown_condition,
@@ -373,19 +380,24 @@ def _render(
 ) -> HTMLResponse:
     hub = request.app.state.hub
     lang = fmt.lang
-    strings = {key: fmt.t[key] for key in CLIENT_STRINGS}
+    strings = client_strings(lang, CLIENT)
     response = templates.TemplateResponse(
         request,
         name,
         {
             "lang": lang,
             "locale": LOCALES[lang],
-            "t": fmt.t,
+            "_": fmt.gettext,
+            "pgettext": fmt.pgettext,
+            "kind_word": lambda kind: fmt.gettext(KINDS[kind]),
             "strings_json": json.dumps(strings, ensure_ascii=False),
             "languages": LANGUAGE_LABELS,
             "path": request.url.path,
             "site_title": hub.settings.site.title.get(lang, "Ruuhka"),
-            "as_of": fill(fmt.t["as_of"], time=fmt.clock(datetime.now(UTC))),
+            "as_of": fill(
+                fmt.gettext("Figures as of {time}. Reload the page for newer ones."),
+                time=fmt.clock(datetime.now(UTC)),
+            ),
             **context,
         },
         status_code=status,
@@ -414,20 +426,36 @@ class ListFilter:
     q: str
     open: bool
     sort: str
+    view: str = ""
+    """ "map" for the map view (only where a tile server is configured), else ""."""
 
     @classmethod
-    def of(cls, kind: str | None, q: str | None, open_: str | None, sort: str | None) -> ListFilter:
+    def of(
+        cls,
+        kind: str | None,
+        q: str | None,
+        open_: str | None,
+        sort: str | None,
+        view: str | None = None,
+    ) -> ListFilter:
         kinds = {k.value for k in FacilityKind}
         return cls(
             kind=kind if kind in kinds else "",
             q=" ".join((q or "")[:MAX_QUERY_CHARS].split()),
             open=open_ in ("1", "on", "true"),
             sort=sort if sort in SORTS else "",
+            view="map" if view == "map" else "",
         )
 
     @property
     def active(self) -> bool:
         return bool(self.kind or self.q or self.open or self.sort)
+
+    def url(self, lang: str, **changes: str) -> str:
+        """This query as a link, with ``changes`` (e.g. view="map"); empty values left out."""
+        values = {"lang": lang, "q": self.q, "kind": self.kind, "sort": self.sort,
+                  "open": "1" if self.open else "", "view": self.view} | changes  # fmt: skip
+        return "/?" + urlencode({k: v for k, v in values.items() if v})
 
     def admits(self, facility: Facility, out: FacilityOut) -> bool:
         if self.kind and facility.kind.value != self.kind:
@@ -454,12 +482,14 @@ def index(
     q: str | None = Query(default=None),
     open_: str | None = Query(default=None, alias="open"),
     sort: str | None = Query(default=None),
+    view: str | None = Query(default=None),
 ) -> HTMLResponse:
     hub = request.app.state.hub
+    site = hub.settings.site
     language = _language(request, lang)
     fmt = Formatter(language)
     now = datetime.now(UTC)
-    query = ListFilter.of(kind, q, open_, sort)
+    query = ListFilter.of(kind, q, open_, sort, view if site.tile_url else None)
     facilities = hub.settings.facilities
     shown = [(f, _present(request, f, language, now)) for f in facilities]
     shown = [(f, out) for f, out in shown if query.admits(f, out)]
@@ -479,19 +509,27 @@ def index(
     counts: dict[str, int] = {}
     for f in facilities:
         counts[f.kind.value] = counts.get(f.kind.value, 0) + 1
-    kinds = [(k, fmt.t[f"kind_{k}"], n) for k, n in sorted(counts.items())]
+    kinds = [(k, fmt.gettext(KINDS[k]), n) for k, n in sorted(counts.items())]
     context = {
         "cards": cards,
         "filters": query,
         "kinds": kinds,
-        "count_text": fill(fmt.t["filter_count"], shown=len(cards), total=len(facilities)),
+        "count_text": fill(
+            fmt.ngettext("{shown} of {total} place", "{shown} of {total} places", len(facilities)),
+            shown=len(cards),
+            total=len(facilities),
+        ),
         "sorts": [
-            ("", fmt.t["sort_default"]),
-            ("quiet", fmt.t["sort_quiet"]),
-            ("near", fmt.t["sort_near"]),
+            ("", fmt.gettext("Usual order")),
+            ("quiet", fmt.gettext("Quietest first")),
+            ("near", fmt.gettext("Nearest first")),
         ],
+        "map": map_of(site, fmt) if query.view == "map" else None,
+        "map_available": site.tile_url is not None,
     }
     response = _render(request, "index.html", fmt, context)
+    if query.view == "map":
+        response.headers["Content-Security-Policy"] = map_policy(request, site)
     # Only the list sorts by distance, in the browser: nothing is sent to the hub.
     response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(self)"
     return response
@@ -569,18 +607,24 @@ def _table(
 def _insights(forecast: Forecast | None, fmt: Formatter, zone: Any, now: datetime) -> list[str]:
     if forecast is None:
         return []
-    t = fmt.t
+    _ = fmt.gettext
     lines = []
     if forecast.usually_busy_at:
         spans = ", ".join(fmt.span(r.start, r.end, zone) for r in forecast.usually_busy_at)
-        lines.append(fill(t["usually_busy"], times=spans))
+        lines.append(fill(_("Usually busy at {times}"), times=spans))
     if forecast.best_time_today is not None:
         best = forecast.best_time_today
-        lines.append(fill(t["best_time"], span=fmt.span(best.start, best.end, zone)))
+        lines.append(
+            fill(_("Best time to go today: {span}"), span=fmt.span(best.start, best.end, zone))
+        )
     for hours in (1, 2):
         point = _point_near(forecast.next_2h, now + timedelta(hours=hours))
         if point is not None and point.occupancy is not None:
-            lines.append(fill(t["expected_in"], h=hours, n=fmt.number(point.occupancy)))
+            n = round(point.occupancy)
+            about = fmt.ngettext(
+                "Expected in {h} h: about {n} person", "Expected in {h} h: about {n} people", n
+            )
+            lines.append(fill(about, h=hours, n=fmt.number(n)))
     return lines
 
 
@@ -589,7 +633,7 @@ def _day_tabs(today: date, chosen: date, fmt: Formatter) -> list[tuple[str, str,
     tabs = []
     for offset in range(7):
         day = today + timedelta(days=offset)
-        text = fmt.t["day_today"] if offset == 0 else fmt.standalone_weekday(day)
+        text = fmt.gettext("Today") if offset == 0 else fmt.standalone_weekday(day)
         tabs.append((WEEKDAYS[day.weekday()], text, day == chosen))
     return tabs
 
@@ -604,7 +648,7 @@ def facility_page(
     hub = request.app.state.hub
     language = _language(request, lang)
     fmt = Formatter(language)
-    t = fmt.t
+    _ = fmt.gettext
     facility = hub.settings.facility(facility_id)
     if facility is None:
         return _render(request, "not_found.html", fmt, {}, status=404)
@@ -632,18 +676,23 @@ def facility_page(
             today.append((now, float(live)))
     forecast = _forecast(request, facility, now)
     weekday = fmt.standalone_weekday(datetime.combine(chosen, time(12), zone))
-    legend_typical = fill(t["legend_typical"], weekday=weekday)
+    legend_typical = fill(_("typical {weekday}"), weekday=weekday)
     typical_points: list[ForecastPoint] = []
     busy_other_day: list[str] = []
     if by_spots:
         typical = typical_spots(hub.store, facility, start, end)
         typical_now_value = _value_near(typical, now) if is_today else None
-        title = fill(t["spots_chart_title"], weekday=weekday)
-        description = [t["spots_chart_desc"]]
+        title = fill(_("Washing spots in use: today and a typical {weekday}"), weekday=weekday)
+        description = [
+            _(
+                "Washing spots in use by time of day: today as a solid line, "
+                "a typical day as a dashed line."
+            )
+        ]
         if out.spots_in_use is not None and is_today:
             description.append(
                 fill(
-                    t["spots_chart_desc_now"],
+                    _("Now {n} of {total} in use."),
                     n=fmt.number(out.spots_in_use),
                     total=fmt.number(out.spots or 0),
                 )
@@ -656,19 +705,30 @@ def facility_page(
             typical_points = other.points if other else []
             if other and other.usually_busy_at:
                 spans = ", ".join(fmt.span(r.start, r.end, zone) for r in other.usually_busy_at)
-                busy_other_day.append(fill(t["usually_busy"], times=spans))
+                busy_other_day.append(fill(_("Usually busy at {times}"), times=spans))
         typical = [(p.at, p.occupancy) for p in typical_points if p.occupancy is not None]
         typical_at_now = _point_near(typical_points, now) if is_today else None
         typical_now_value = typical_at_now.occupancy if typical_at_now else None
-        title = fill(t["chart_title"] if is_today else t["chart_title_day"], weekday=weekday)
-        description = [t["chart_desc"] if is_today else t["chart_desc_day"]]
+        title = fill(
+            _("Today and a typical {weekday}") if is_today else _("A typical {weekday}"),
+            weekday=weekday,
+        )
+        description = [
+            _("People by time of day: today as a solid line, a typical day as a dashed line.")
+            if is_today
+            else _("People by time of day on a typical day, as a dashed line.")
+        ]
         if out.occupancy is not None and is_today:
-            description.append(fill(t["chart_desc_now"], n=fmt.number(out.occupancy)))
+            n = out.occupancy
+            now_text = fmt.ngettext("Now {n} person.", "Now {n} people.", n)
+            description.append(fill(now_text, n=fmt.number(n)))
         scale = facility.capacity
     chart: Markup | None = None
     if today or typical:
         if typical_now_value is not None and not by_spots:
-            description.append(fill(t["chart_desc_typical"], n=fmt.number(typical_now_value)))
+            description.append(
+                fill(_("Usually {n} at this time."), n=fmt.number(typical_now_value))
+            )
         chart = day_chart(
             today=today,
             typical=typical,
@@ -681,7 +741,7 @@ def facility_page(
                 description=" ".join(description),
                 clock=lambda at: fmt.clock(at, zone),
                 number=lambda v: fmt.number(v),
-                now_label=t["now"],
+                now_label=_("now"),
             ),
         )
     typical_value = typical_at_moment(typical_points, now)
@@ -753,16 +813,21 @@ def about(request: Request, lang: str | None = Query(default=None)) -> HTMLRespo
     fmt = Formatter(language)
     reviewed = ""
     if site.accessibility_reviewed is not None:
-        reviewed = fill(fmt.t["a11y_reviewed"], date=fmt.date(site.accessibility_reviewed))
+        reviewed = fill(
+            fmt.gettext("This statement was last reviewed on {date}."),
+            date=fmt.date(site.accessibility_reviewed),
+        )
     context = {
         "contact": site.contact,
         "a11y_contact": site.accessibility_contact or site.contact,
         "operator": site.operator.get(language) or next(iter(site.operator.values()), ""),
         "reviewed": reviewed,
+        "tile_server": site.tile_origin.split("://", 1)[1] if site.tile_origin else None,
+        "tile_attribution": site.tile_attribution,
         "keep_history": snapshots.history,
         "retention": fmt.duration(snapshots.retention_h * 3600),
         "stale_after": [
-            (fmt.t[f"kind_{kind}"], fmt.duration(seconds))
+            (fmt.gettext(KINDS[kind]), fmt.duration(seconds))
             for kind, seconds in sorted(
                 {(f.kind.value, f.stale_after) for f in request.app.state.hub.settings.facilities}
             )

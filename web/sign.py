@@ -49,7 +49,7 @@ def qr_svg(url: str, title: str) -> Markup:
 
 def block(settings: HubSettings, facility: Facility, lang: str) -> SignBlock:
     fmt = Formatter(lang)
-    t = fmt.t
+    _ = fmt.gettext
     site = settings.site
     snapshots = settings.snapshots
     every = facility.snapshot_interval_s or snapshots.interval_s
@@ -57,19 +57,43 @@ def block(settings: HubSettings, facility: Facility, lang: str) -> SignBlock:
     operator = site.operator.get(lang) or next(iter(site.operator.values()), "")
     lines = []
     if operator:
-        lines.append(fill(t["sign_operator"], operator=operator))
+        lines.append(fill(_("Operator: {operator}"), operator=operator))
     if site.contact:
-        lines.append(fill(t["sign_contact"], contact=site.contact))
+        lines.append(fill(_("Contact: {contact}"), contact=site.contact))
     lines += [
-        fill(t["sign_purpose"], name=facility.display_name(lang)),
-        t["sign_privacy"],
-        fill(t["sign_published"], every=fmt.duration(every)),
         fill(
-            t["sign_kept_history" if snapshots.history else "sign_kept_latest"], duration=retention
+            _(
+                "Purpose: to show residents online how busy {name} is, "
+                "so that they can come when there is room."
+            ),
+            name=facility.display_name(lang),
         ),
-        t["sign_rights"],
+        _(
+            "People are hidden in the picture on the camera itself: "
+            "no picture in which a person could be recognised leaves the device."
+        ),
+        fill(
+            _(
+                "Published: a picture with people hidden, and the number of people "
+                "and washing spots in use, at intervals of about {every}."
+            ),
+            every=fmt.duration(every),
+        ),
+        fill(
+            _("Kept: the pictures for {duration}, then deleted.")
+            if snapshots.history
+            else _("Kept: only the newest picture, never for longer than {duration}."),
+            duration=retention,
+        ),
+        _("You have the right to ask the operator what is kept about you."),
     ]
-    return SignBlock(lang, t["sign_title"], t["sign_heading"], facility.display_name(lang), lines)
+    return SignBlock(
+        lang,
+        _("Camera surveillance"),
+        _("This area is watched by a camera"),
+        facility.display_name(lang),
+        lines,
+    )
 
 
 @router.get("/facilities/{facility_id}/sign", response_class=HTMLResponse, include_in_schema=False)
@@ -89,11 +113,11 @@ def sign(
         "blocks": [block(settings, facility, code) for code in order],
         "url": url,
         "qr": qr_svg(url, url),
-        "scan": " · ".join(Formatter(code).t["sign_scan"] for code in order) + ":",
+        "scan": " · ".join(Formatter(code).gettext("See it online") for code in order) + ":",
         "facility": facility,
     }
     response = templates.TemplateResponse(
-        request, "sign.html", {"lang": language, "t": fmt.t, **context}
+        request, "sign.html", {"lang": language, "_": fmt.gettext, **context}
     )
     response.headers["Content-Language"] = language
     response.headers["Cache-Control"] = "no-cache"

@@ -12,22 +12,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.crew.maintenance import Entry, Latest
-from web.i18n import catalog
+from web.i18n import translations
+from web.messages import CREW_ACTIONS
 
 
 def label(action: str, lang: str) -> str:
-    return catalog(lang).get("crew_action_" + action, action)
+    return translations(lang).gettext(CREW_ACTIONS[action]) if action in CREW_ACTIONS else action
 
 
 def when_text(at: datetime, tz: ZoneInfo, now: datetime, lang: str) -> str:
     """ "today 06:30", "yesterday 22:10" or "21.11. 06:30", in the facility's time zone."""
-    t = catalog(lang)
+    gettext = translations(lang).gettext
     local, today = at.astimezone(tz), now.astimezone(tz).date()
     clock = local.strftime("%H:%M")
     if local.date() == today:
-        return f"{t.get('crew_today', 'today')} {clock}"
+        return gettext("today") + " " + clock
     if local.date() == today - timedelta(days=1):
-        return f"{t.get('crew_yesterday', 'yesterday')} {clock}"
+        return gettext("yesterday") + " " + clock
     return f"{local.day}.{local.month}. {clock}"
 
 

@@ -22,7 +22,8 @@ from hub.crew.vocabulary import Quality, usual
 from hub.facilities import present
 from hub.store import DeviceStatus
 from ruuhka.contract import FacilityState
-from web.i18n import catalog, negotiate
+from web.i18n import negotiate, translations
+from web.messages import CREW_QUALITIES
 
 router = APIRouter()
 
@@ -481,9 +482,9 @@ def maintenance_vocabulary(request: Request, lang: str | None = LangQuery) -> Vo
     """What crews can log per facility kind, each action's usual quality, and decay times."""
     svc = service(request)
     language = _lang(request, lang)
-    t = catalog(language)
+    gettext = translations(language).gettext
     return VocabularyOut(
-        qualities={q.value: t.get("crew_quality_" + q.value, q.value) for q in Quality},
+        qualities={q.value: gettext(CREW_QUALITIES[q.value]) for q in Quality},
         actions={a.id: action_out(a.id, language) for a in vocabulary.all_actions()},
         by_kind={kind: list(vocabulary.actions_for(kind)) for kind in vocabulary.ACTIONS_BY_KIND},
         condition_ttl_s={kind: svc.settings.ttl_for(kind) for kind in vocabulary.CONDITION_TTL_S},

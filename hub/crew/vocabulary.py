@@ -4,7 +4,7 @@ The ideas (a fixed list of actions per kind, each with one of three qualities,
 and a free-text notice for anything else) follow the observation vocabulary the
 City of Helsinki uses for its outdoor sports facilities; the ids, choices and
 wording here are our own. Labels live in the translation catalogs
-(``crew_action_<id>``), so the vocabulary itself is language-free.
+(``web/messages.py`` marks them), so the vocabulary itself is language-free.
 """
 
 from __future__ import annotations

@@ -19,8 +19,15 @@
   let lastEntry = null; // {client_id, id?} of the newest tap, for undo
   let undoWhenStored = null; // an undo asked for while its entry was on its way
 
+  const plurals = new Intl.PluralRules(lang);
+
   function fill(text, values) {
     return text.replace(/\{(\w+)\}/g, function (m, key) { return key in values ? values[key] : m; });
+  }
+
+  // A message with plural forms, {one, other}: the form for n, as in static/live.js.
+  function plural(message, n) {
+    return typeof message === "string" ? message : message[plurals.select(n)] || message.other;
   }
 
   function load() {
@@ -38,7 +45,7 @@
     const count = load().length;
     queueBox.hidden = count === 0;
     queueBox.textContent = count === 0 ? "" :
-      (navigator.onLine ? "" : t.crew_offline + " ") + fill(t.crew_queued, { count: count });
+      (navigator.onLine ? "" : t.crew_offline + " ") + fill(plural(t.crew_queued, count), { count: count });
   }
 
   function randomId() {
@@ -89,13 +96,36 @@
     }
   }
 
+  // "Recent entries" as the server renders them (crew.html), from the hub's answer.
+  function showRecent(list, entries) {
+    if (!list) return;
+    const items = entries.map(function (e) {
+      const li = document.createElement("li");
+      const parts = [e.text];
+      if (e.quality) parts.push(t["crew_quality_" + e.quality]);
+      parts.push(e.logged_by);
+      if (e.corrected) parts.push(t.crew_corrected);
+      li.textContent = parts.join(" · ");
+      return li;
+    });
+    if (!items.length) {
+      const none = document.createElement("li");
+      none.className = "crew-none";
+      none.textContent = t.crew_nothing_yet;
+      items.push(none);
+    }
+    list.replaceChildren.apply(list, items);
+  }
+
   async function refresh() {
     try {
       const response = await fetch("/api/v1/crew/facilities?lang=" + lang, { credentials: "same-origin" });
       if (!response.ok) return;
       (await response.json()).forEach(function (f) {
         const item = document.getElementById("f-" + f.id);
-        if (item) item.querySelector(".crew-latest").textContent = f.condition_text || t.crew_no_condition;
+        if (!item) return;
+        item.querySelector(".crew-latest").textContent = f.condition_text || t.crew_no_condition;
+        showRecent(item.querySelector(".crew-recent"), f.recent);
       });
     } catch (e) { /* offline again: the page keeps what it shows */ }
   }
@@ -144,7 +174,7 @@
             say(fill(t.crew_sent, { text: stored.text + " · " + entry.what.split(" · ").pop() }));
           }
         } else if (response.status === 401) {
-          say(fill(t.crew_session_ended, { count: load().length }));
+          say(fill(plural(t.crew_session_ended, load().length), { count: load().length }));
           break;
         } else if (response.status >= 500 || response.status === 429) {
           break;
@@ -152,7 +182,7 @@
           let reason = "";
           try { reason = detailText((await response.json()).detail); } catch (e) { reason = response.statusText; }
           if (response.status === 403 && /CSRF/.test(reason)) {
-            say(fill(t.crew_session_ended, { count: load().length }));
+            say(fill(plural(t.crew_session_ended, load().length), { count: load().length }));
             break;
           }
           drop(entry.client_id);
@@ -201,7 +231,7 @@
       event.preventDefault();
       const button = event.submitter;
       if (!button || !button.value) return;
-      const entry = entryFrom(form, button.value, button.textContent.trim());
+      const entry = entryFrom(form, button.value, (button.querySelector(".crew-label") || button).textContent.trim());
       if (entry.action === "notice" && !entry.notice) {
         say(t.crew_notice_empty);
         return;

@@ -91,7 +91,7 @@ def test_each_change_reached_each_client_in_time_late_coalesced_or_not_at_all(
     assert run.within(1.0) == 3 and run.share(1.0) == 3 / 8
     assert run.coalesced == 1  # the first client's T + 0.5, brought up to date by T + 1.0
     assert run.share(1.0, view=True) == 4 / 8  # ... in 0.52 s
-    assert run.lost == 3  # the second client never got b, a + 0.5 or a + 1.0
+    assert run.missing == 3  # the second client never got b, a + 0.5 or a + 1.0
     assert run.percentile_ms(0.5) == 1500  # the 4th of 8: the late one
     assert run.percentile_ms(0.99) == math.inf  # what never came is in the percentiles
     assert not run.fits(1.0)
@@ -112,14 +112,25 @@ def test_a_step_is_held_by_the_medians_and_the_goals_decide_the_exit_status(
     assert fanout.held([run("hub", 10, *fast), run("hub", 10, *slow), run("hub", 10, *fast)], 1)
     assert not fanout.held([run("hub", 10, *fast), run("hub", 10, *slow), run("hub", 10, *slow)], 1)
     assert not fanout.held([run("hub", 10, *lossy)], 1)
+    # Coalescing: up to date, and never more than max_rate_hz updates of a facility a second.
+    paced, hasty = run("hub", 10, *fast), run("hub", 10, *fast)
+    paced.busiest, hasty.busiest = 20 * 10, 20 * 10 + 2
+    assert fanout.coalescing_ok([paced], 1)
+    assert not fanout.coalescing_ok([paced, hasty], 1)
+    assert not fanout.coalescing_ok([run("hub", 10, *lossy)], 1)
     args = argparse.Namespace(
-        bound=1.0, facilities=100, repeats=1, seconds=10.0, coalesce_clients=0
+        bound=1.0, facilities=100, repeats=1, seconds=10.0, coalesce_clients=0, rss_clients=1000
     )
     runs = {(k, n): [run(k, n, *fast)] for k in fanout.KINDS for n in (500, 1000)}
     runs[("baseline", 1000)] = [run("baseline", 1000, *slow)]
-    assert fanout.report(args, [500, 1000], runs, {"baseline": 500, "hub": 1000}, [], 1)
-    # The hub below 1,000 clients, or below 0.7 of the baseline: not met.
-    assert not fanout.report(args, [500, 1000], runs, {"baseline": 500, "hub": 500}, [], 1)
-    assert not fanout.report(args, [500, 1000], runs, {"baseline": 2000, "hub": 1000}, [], 1)
+    memory = runs[("hub", 1000)]
+    assert fanout.report(args, [500, 1000], runs, {"baseline": 500, "hub": 1000}, [], 1, memory)
+    # The hub below 1,000 clients, below 0.7 of the baseline, or over its memory: not met.
+    assert not fanout.report(args, [500, 1000], runs, {"baseline": 500, "hub": 500}, [], 1, memory)
+    assert not fanout.report(
+        args, [500, 1000], runs, {"baseline": 2000, "hub": 1000}, [], 1, memory
+    )
+    memory[0].rss_peak_mb = 201
+    assert not fanout.report(args, [500, 1000], runs, {"baseline": 500, "hub": 1000}, [], 1, memory)
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "hub/baseline 2.00" in out and "NOT met" in out

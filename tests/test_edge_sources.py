@@ -36,28 +36,40 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 # GPIO ----------------------------------------------------------------------
 
 
+PIN_CLOCK = [0.0]  # the mock pins' clock (their edges' timestamps), moved by the tests
+
+
 @pytest.fixture
-def mock_factory() -> Iterator[object]:
+def mock_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """gpiozero's mock pins on a clock of the test's own, so that how long a bounce
+    or a hold lasts does not depend on how busy the machine is."""
+    import gpiozero.pins.mock
     from gpiozero.pins.mock import MockFactory
 
+    monkeypatch.setattr(gpiozero.pins.mock, "monotonic", lambda: PIN_CLOCK[0])
     factory = MockFactory()
     yield factory
     factory.close()
 
 
-def person(pin: object, bounces: int, hold_s: float = 0.03) -> None:
+def person(pin: object, bounces: int, hold_s: float = 0.03, bounce_s: float = 0.0005) -> None:
     """One person through a light barrier wired to ground: the contact bounces
-    on the way in and on the way out."""
+    (each edge ``bounce_s`` after the last) on the way in and on the way out."""
+
+    def edge(level: str) -> None:
+        PIN_CLOCK[0] += bounce_s
+        getattr(pin, f"drive_{level}")()
+
     for _ in range(bounces):
-        pin.drive_low()
-        pin.drive_high()
-    pin.drive_low()
-    time.sleep(hold_s)
+        edge("low")
+        edge("high")
+    edge("low")
+    PIN_CLOCK[0] += hold_s
     for _ in range(bounces):
-        pin.drive_high()
-        pin.drive_low()
-    pin.drive_high()
-    time.sleep(hold_s)
+        edge("high")
+        edge("low")
+    edge("high")
+    PIN_CLOCK[0] += hold_s
 
 
 def test_gpio_gate_counts_debounced_pulses_on_two_pins(mock_factory: object) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +17,7 @@ from ruuhka.city import CENTRE, Place
 from tests.browser_support import PHONE, axe_violations, chromium
 from tests.city_support import Work, city_hub
 from tests.conftest import HubProcess, http_get
+from tests.web_support import HELSINKI
 from web.i18n import LANGUAGES, catalog
 
 HERE = {"latitude": CENTRE[0], "longitude": CENTRE[1]}
@@ -54,15 +55,22 @@ class City:
         return page
 
 
+def _earlier_today() -> timedelta:
+    """Five minutes ago, or local midnight if that was sooner: "today" at any hour."""
+    local = datetime.now(HELSINKI)
+    return min(timedelta(minutes=5), local - datetime.combine(local.date(), time(), HELSINKI))
+
+
 def _work(places: list[Place]) -> list[Work]:
     rinks = sorted((p for p in places if p.kind == "ice_rink"), key=km)
     open_rinks = [p for p in rinks if p.open]
     closed = [p for p in rinks if not p.open]
+    today = _earlier_today()
     return [
         Work(open_rinks[0].id, "iced", timedelta(days=3)),
-        Work(open_rinks[1].id, "iced", timedelta(minutes=5)),
-        Work(open_rinks[2].id, "iced", timedelta(minutes=5)),
-        Work(closed[0].id, "iced", timedelta(minutes=5)),  # iced, but closed: filtered out
+        Work(open_rinks[1].id, "iced", today),
+        Work(open_rinks[2].id, "iced", today),
+        Work(closed[0].id, "iced", today),  # iced, but closed: filtered out
     ]
 
 

@@ -314,6 +314,7 @@ class Run:
     fleet_cpu_s: float = math.nan
     rss_peak_mb: float = math.nan
     error: str | None = None
+    load: float = math.nan  # the machine's 1-minute load average at the end
 
     def within(self, bound_s: float, view: bool = False) -> int:
         bins = self.view if view else self.own
@@ -426,6 +427,7 @@ class Bench:
                 cpu_s=marks["t1_cpu"] - marks["t0_cpu"],
                 fleet_cpu_s=marks["t1_fleet"] - marks["t0_fleet"],
                 rss_peak_mb=max(peak),
+                load=os.getloadavg()[0],
             )
         finally:
             if fleet is not None:
@@ -538,6 +540,7 @@ def main(argv: list[str]) -> int:
     steps = sorted({int(s) for s in args.steps.split(",")})
     raise_fd_limit(max(steps) + 1024)
     fleet_cpus, server_cpus = cpu_split(args.fleet_cpus)
+    args.fleet_cpus_used = ",".join(map(str, sorted(fleet_cpus)))
     os.sched_setaffinity(0, server_cpus)  # inherited by the broker and the servers
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ruuhka-fanout-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -603,8 +606,16 @@ def report(
         f"{args.seconds:g} s per server and step, median [min-max]; within {bound:g} s and "
         f"the percentiles count every change offered to every client, one that never "
         f"arrived as infinite. Server CPU in ms per 1,000 deliveries; fleet CPU in % of "
-        f"its {cores} CPU(s).\n"
+        f"its {cores} CPU(s)."
     )
+    every = [r for rs in runs.values() for r in rs] + coalescing + memory
+    loads = [r.load for r in every if not math.isnan(r.load)]
+    if loads:
+        print(
+            f"The fleet ran on CPU(s) {args.fleet_cpus_used}, the broker, publisher and "
+            f"servers on the others; both shared them with whatever else ran: the 1-minute "
+            f"load average was {min(loads):.1f}-{max(loads):.1f} during the runs.\n"
+        )
     print(
         f"| server | clients | within {bound:g} s, % | p50 ms | p99 ms | deliveries/s | "
         "server CPU | fleet CPU | RSS MB | held |"
@@ -620,7 +631,7 @@ def report(
         held_all = capacity.get(kind) == top and held(runs.get((kind, top), []), bound)
         lines.append(f"{kind} {'>= ' if held_all else ''}{capacity.get(kind, 0):,}")
     hub, base = capacity.get("hub", 0), capacity.get("baseline", 0)
-    ratio = hub / base if base else math.inf
+    ratio = hub / base if base else (math.inf if hub else math.nan)
     ok_capacity = hub >= GOAL_HUB_CLIENTS and ratio >= GOAL_CAPACITY_RATIO
     print(
         f"\nClients held (p99 <= {GOAL_P99_MS:.0f} ms and >= {GOAL_SHARE:.1%} within "
@@ -628,18 +639,17 @@ def report(
         f"{GOAL_CAPACITY_RATIO}), hub goal >= {GOAL_HUB_CLIENTS:,}: "
         f"{'met' if ok_capacity else 'NOT met'}"
     )
+    # At the largest step both hold; if there is none, at the smallest, said so.
     both = min(hub, base)
-    if both:
-        cpu = {
-            k: statistics.median(r.cpu_ms_per_1000(bound) for r in runs[(k, both)]) for k in KINDS
-        }
+    at = both or min(steps)
+    if all((k, at) in runs and all(r.error is None for r in runs[(k, at)]) for k in KINDS):
+        cpu = {k: statistics.median(r.cpu_ms_per_1000(bound) for r in runs[(k, at)]) for k in KINDS}
         print(
-            f"Server CPU per 1,000 deliveries at {both:,} clients (both hold it): baseline "
+            f"Server CPU per 1,000 deliveries at {at:,} clients "
+            f"({'both hold it' if both else 'held by neither'}): baseline "
             f"{cpu['baseline']:.0f} ms, hub {cpu['hub']:.0f} ms (hub/baseline "
             f"{cpu['hub'] / cpu['baseline']:.2f})"
         )
-    else:
-        print("Server CPU per 1,000 deliveries: no step that both servers hold")
     rss = max((r.rss_peak_mb for r in memory if r.error is None), default=math.nan)
     ok_rss = rss <= GOAL_RSS_MB
     print(

@@ -119,7 +119,13 @@ def test_a_step_is_held_by_the_medians_and_the_goals_decide_the_exit_status(
     assert not fanout.coalescing_ok([paced, hasty], 1)
     assert not fanout.coalescing_ok([run("hub", 10, *lossy)], 1)
     args = argparse.Namespace(
-        bound=1.0, facilities=100, repeats=1, seconds=10.0, coalesce_clients=0, rss_clients=1000
+        bound=1.0,
+        facilities=100,
+        repeats=1,
+        seconds=10.0,
+        coalesce_clients=0,
+        rss_clients=1000,
+        fleet_cpus_used="1",
     )
     runs = {(k, n): [run(k, n, *fast)] for k in fanout.KINDS for n in (500, 1000)}
     runs[("baseline", 1000)] = [run("baseline", 1000, *slow)]

@@ -45,7 +45,7 @@ updates of one facility a second.
 
 Usage:
     .venv/bin/python bench/fanout.py [--steps 100,250,500,1000,1500,2000,3000,4000]
-        [--repeats 3] [--seconds 10] [--coalesce-clients 250] [--workdir DIR]
+        [--repeats 3] [--seconds 10] [--coalesce-clients 100] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -532,7 +532,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--processes", type=int, default=1, help="fleet processes")
     parser.add_argument("--fleet-cpus", help="CPUs for the fleet (default: the last one)")
     parser.add_argument("--rss-clients", type=int, default=1000, help="the hub's RSS with these")
-    parser.add_argument("--coalesce-clients", type=int, default=250, help="0: no such row")
+    parser.add_argument("--coalesce-clients", type=int, default=100, help="0: no such row")
     parser.add_argument("--hot", type=int, default=5, help="coalescing: facilities changing fast")
     parser.add_argument("--hot-hz", type=float, default=50.0)
     parser.add_argument("--workdir", type=Path)

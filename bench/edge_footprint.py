@@ -6,11 +6,14 @@ as there is no GPIO here), a ticketing endpoint over HTTP, two DS18B20s in a
 sysfs-like tree and a Modbus TCP counter (pymodbus's own server) — publishing
 to a private Mosquitto, for ``--seconds`` (60). It prints the agent's resident
 memory, its CPU use as a share of one core, and the bytes it wrote to disk,
-extrapolated to a day. Goal (issue 3): at most 60 MB RSS and 2 % of one core.
+extrapolated to a day. Goals: at most 60 MB RSS at its peak and 2 % of one core.
 
 Phase 2 measures how fast the agent drains a backlog after an outage: its
 outbox is filled with ``--backlog`` readings while it is stopped, then the
-agent starts and the time until the broker has them all is measured.
+agent starts and the time until the broker has them all is measured; all of them
+must arrive.
+
+The process exits 1 when a goal is not met or the backlog did not all arrive.
 
     python bench/edge_footprint.py [--seconds 60] [--backlog 86400]
 """
@@ -41,6 +44,8 @@ from ruuhka.contract import Stream
 
 DEVICE = "bench-edge"
 TICKS = os.sysconf("SC_CLK_TCK")
+GOAL_RSS_MB = 60.0
+GOAL_CPU_PCT = 2.0
 
 
 class Tickets(BaseHTTPRequestHandler):
@@ -175,7 +180,7 @@ def stop_agent(agent: subprocess.Popen[bytes]) -> None:
     agent.wait(30)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--backlog", type=int, default=86_400)
@@ -245,8 +250,16 @@ def main() -> None:
 
     print(f"edge agent: 4 sources at 1 reading/s each for {elapsed:.0f} s (after {warmup:.0f} s)")
     print(f"  readings at the broker: {received} ({received / elapsed:.2f}/s, heartbeats included)")
-    print(f"  RSS:  {last['rss_mb']:.1f} MB (peak {last['hwm_mb']:.1f} MB)   goal <= 60 MB")
-    print(f"  CPU:  {cpu:.2f} % of one core                 goal <= 2 %")
+    ok_rss = last["hwm_mb"] <= GOAL_RSS_MB
+    ok_cpu = cpu <= GOAL_CPU_PCT
+    print(
+        f"  RSS:  {last['rss_mb']:.1f} MB (peak {last['hwm_mb']:.1f} MB)   "
+        f"goal: peak <= {GOAL_RSS_MB:.0f} MB: {'met' if ok_rss else 'NOT met'}"
+    )
+    print(
+        f"  CPU:  {cpu:.2f} % of one core                 "
+        f"goal <= {GOAL_CPU_PCT:.0f} %: {'met' if ok_cpu else 'NOT met'}"
+    )
     print(
         f"  disk: {written / elapsed / 1024:.1f} KiB/s written, {commits} outbox commits "
         f"in {elapsed + warmup:.0f} s => {written * day / 1e6:.0f} MB/day, "
@@ -256,8 +269,10 @@ def main() -> None:
         f"drain after an outage: {drained} of {args.backlog} readings in {drain_s:.1f} s "
         f"= {drained / drain_s:.0f} readings/s (edge to broker, PUBACKed; "
         f"the agent's start took {startup_s:.1f} s more)"
+        + ("" if drained >= args.backlog else f"; {args.backlog - drained} did NOT arrive")
     )
+    return 0 if ok_rss and ok_cpu and drained >= args.backlog else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

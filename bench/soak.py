@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
         fleet = None
         try:
             log(f"connecting {args.clients} clients")
-            fleet = Fleet(hub.url, args.clients, args.processes, workdir, samples=False)
+            fleet = Fleet(hub.url, args.clients, args.processes, workdir)
             publisher = threading.Thread(target=readings.run, args=(args.rate,), daemon=True)
             start = time.monotonic()
             cpu0 = hub.cpu_s()

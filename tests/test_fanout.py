@@ -183,27 +183,28 @@ def test_a_client_that_stops_reading_is_dropped_and_no_one_waits(
     browser = Browser(hub)
     publisher = StatePublisher(broker)
     revision = 0
+    before_drop = 0  # the last round the reader had while the stalled client was still on
     try:
-        wait_for(lambda: hub.metric("ruuhka_live_clients") == 2, 10, "both clients")
-        deadline = time.monotonic() + 60
+        wait_for(lambda: hub.metric("ruuhka_live_clients") == 2, 30, "both clients")
+        deadline = time.monotonic() + 120
         while hub.metric("ruuhka_live_clients_dropped_total") < 1:
             assert time.monotonic() < deadline, "the stalled client was never dropped"
             revision += 1
             for facility in FACILITIES:
                 publisher.publish(facility, revision)
-            # The reader keeps up all along, also while the stalled client's socket is
-            # blocked, for send_timeout s before it is dropped.
-            wait_for(
-                lambda r=revision: browser.shows(FACILITIES[-1], r),
-                send_timeout / 2,
-                "the reader to get the round while the other client is stalled",
-            )
-        wait_for(lambda: hub.metric("ruuhka_live_clients") == 1, 10, "the stalled one to go")
+            wait_for(lambda r=revision: browser.shows(FACILITIES[-1], r), 60, "the round")
+            if hub.metric("ruuhka_live_clients_dropped_total") < 1:
+                before_drop = revision
+        # A round is 100 messages of nearly a kilobyte: from the third on, the stalled
+        # client's buffers were full, and the reader still got round after round before
+        # it was dropped (had the hub waited for it, nothing would have come until then).
+        assert before_drop >= 5, before_drop
+        wait_for(lambda: hub.metric("ruuhka_live_clients") == 1, 30, "the stalled one to go")
         revision += 1
         for facility in FACILITIES:
             publisher.publish(facility, revision)
         wait_for(
-            lambda: all(browser.shows(f, revision) for f in FACILITIES), 10, "every final state"
+            lambda: all(browser.shows(f, revision) for f in FACILITIES), 30, "every final state"
         )
         stalled.settimeout(10)
         assert closed_by_peer(stalled)

@@ -10,9 +10,11 @@ import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+import edge.outbox as outbox_module
 from edge.outbox import Outbox
 from ruuhka.contract import (
     CountPayload,
@@ -22,7 +24,6 @@ from ruuhka.contract import (
     parse_payload,
     parse_topic,
 )
-from tests.conftest import wait_for
 
 DEVICE = "test-gate"
 
@@ -193,19 +194,25 @@ def test_one_batch_larger_than_the_outbox_keeps_its_newest(path: Path) -> None:
     tiny.close()
 
 
-def test_commits_are_grouped_but_the_first_after_a_pause_is_immediate(path: Path) -> None:
+def test_commits_are_grouped_but_the_first_after_a_pause_is_immediate(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]  # the outbox's monotonic clock, moved by the test alone
+    monkeypatch.setattr(outbox_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     box = Outbox(path, DEVICE, commit_interval_s=0.5, delete_delay_s=60)
     commits = []
     box.on_commit = lambda: commits.append(box.committed_seq())
     box.put(Stream.COUNT, count(0))
     assert commits == [0] and seqs(box) == [0]
+    clock[0] += 0.4
     box.put(Stream.COUNT, count(1))
     box.put(Stream.COUNT, count(2))
     # Waiting in memory: counted, but not visible to the publisher yet.
     assert seqs(box) == [0] and box.depth() == 3
-    due = box.flush_due_at()
-    assert due is not None
-    wait_for(lambda: box.maybe_flush(), 5, "the grouped commit")
+    assert box.flush_due_at() == 1000.5
+    assert box.maybe_flush() == 0  # not due yet
+    clock[0] = 1000.5
+    assert box.maybe_flush() == 2
     assert commits == [0, 2] and seqs(box) == [0, 1, 2]
     before = box.commits
     box.ack([0, 1])

@@ -160,12 +160,12 @@ def test_a_value_past_its_threshold_gets_the_stale_label(
     assert label.is_hidden()
     assert page.locator("#f-rink .age-text").inner_text().startswith("updated ")
     # The kind's threshold is 4 s in this hub; the page re-checks ages every 5 s.
-    label.wait_for(state="visible", timeout=(RINK_STALE_AFTER_S + 12) * 1000)
+    label.wait_for(state="visible", timeout=(RINK_STALE_AFTER_S + 60) * 1000)
     assert label.inner_text() == "out of date"
     assert "is-stale" in (page.locator("#f-rink").get_attribute("class") or "")
     assert site.hub.facility("rink")["stale"] is True  # the API says so too
     publish(site.broker, RINK, rink(site.seq("rink"), -4.5, 0.5))
-    label.wait_for(state="hidden", timeout=5000)  # a new reading clears it live
+    label.wait_for(state="hidden", timeout=30_000)  # a new reading clears it live
 
 
 def test_a_new_camera_picture_replaces_the_old_one_live(
@@ -443,11 +443,11 @@ def test_the_connection_drop_is_shown_and_the_page_reconnects(
     site.hub.stop()
     try:
         status = page.locator("#connection.is-offline")
-        status.wait_for(timeout=10_000)
+        status.wait_for(timeout=30_000)
         assert status.inner_text().startswith("Connection lost: figures are not updating.")
         # Backoff: the announced wait grows while the hub stays away (1 s, 2 s, 4 s ± jitter).
         waits: list[int] = []
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while len(set(waits)) < 3 and time.monotonic() < deadline:
             text = status.inner_text() if status.count() else ""
             if "in " in text:

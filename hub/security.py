@@ -137,7 +137,12 @@ class TokenBuckets:
 def client_key(scope: Scope) -> str:
     """The client's address; an IPv6 address counts as its /64."""
     client = scope.get("client")
-    host = client[0] if client else "unknown"
+    return address_key(client[0] if client else "unknown")
+
+
+def address_key(host: str) -> str:
+    """What counts as one client: an IPv4 address, or an IPv6 /64 (one host owns a
+    whole /64, so counting single IPv6 addresses would count nothing)."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.crew.accounts import MAX_PASSWORD, LoginResult
 from hub.crew.auth import (
+    DEVICE_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Caller,
@@ -176,20 +177,26 @@ async def login(request: Request, lang: str | None = Query(default=None)) -> Res
     name = form.get("name", "")
     password = form.get("password", "")[: MAX_PASSWORD + 1]
     address = request.client.host if request.client else "unknown"
-    now = datetime.now(UTC)
-    outcome = await run_in_threadpool(svc.accounts.login, name, password, address, now)
+    device = request.cookies.get(DEVICE_COOKIE)
+    outcome = await svc.login(name, password, address, device, datetime.now(UTC))
     svc.metrics.logins.labels(outcome.result.value).inc()
     if outcome.result is LoginResult.OK and outcome.crew is not None:
-        token, _ = await run_in_threadpool(svc.sessions.create, outcome.crew, now)
+        token, _ = await run_in_threadpool(svc.sessions.create, outcome.crew, datetime.now(UTC))
         response = RedirectResponse(f"/crew?lang={language}", status_code=303)
         set_cookie(response, request, svc, SESSION_COOKIE, token, svc.settings.session_lifetime_s)
+        if outcome.device_token:
+            set_cookie(response, request, svc, DEVICE_COOKIE, outcome.device_token,
+                       svc.settings.known_device_s, path="/crew/login")  # fmt: skip
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/crew/login")
         return response
     if outcome.result is LoginResult.WRONG:
         return _login_page(request, svc, language, t["crew_login_wrong"], 401)
-    minutes = max(1, -(-outcome.retry_after_s // 60))
-    message = t["crew_login_locked"].replace("{minutes}", str(minutes))
-    response = _login_page(request, svc, language, message, 429)
+    if outcome.result is LoginResult.BUSY:
+        response = _login_page(request, svc, language, t["crew_login_busy"], 503)
+    else:
+        minutes = max(1, -(-outcome.retry_after_s // 60))
+        message = t["crew_login_locked"].replace("{minutes}", str(minutes))
+        response = _login_page(request, svc, language, message, 429)
     response.headers["Retry-After"] = str(outcome.retry_after_s)
     return response
 

@@ -2,7 +2,7 @@
 
 Every hub replica and the ``ruuhka crew`` command open the same file; WAL and a
 busy timeout let them write side by side, and nothing is cached that another
-process could change (sessions and lockouts are read on every request).
+process could change (sessions and login counts are read on every request).
 """
 
 from __future__ import annotations
@@ -43,10 +43,13 @@ CREATE TABLE IF NOT EXISTS login_failures (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_failures_by_key ON login_failures (key, at_ms);
-CREATE TABLE IF NOT EXISTS lockouts (
-    key TEXT PRIMARY KEY,
-    until_ms INTEGER NOT NULL
-);
+CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (at_ms);
+CREATE TABLE IF NOT EXISTS known_logins (
+    crew_id INTEGER NOT NULL REFERENCES crews (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    last_ok_ms INTEGER NOT NULL,
+    PRIMARY KEY (crew_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY,
     facility TEXT NOT NULL,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from websockets.sync.client import connect as ws_connect
 from hub.config import FacilityKind
 from hub.crew import vocabulary
 from hub.crew.settings import CrewSettings
-from tests.conftest import HubProcess, mosquitto_pub, wait_for
+from tests.conftest import HubProcess, http_get, mosquitto_pub, wait_for
 from tests.crew_support import (
     PASSWORD,
     CrewClient,
@@ -280,6 +281,32 @@ def test_the_plain_form_takes_a_local_time_and_says_what_is_wrong(hub: HubProces
     assert "in the future" in refused.text and 'role="alert"' in refused.text
     unknown = client.http.post("/crew/log?lang=en", data={**form, "action": "groomed"})
     assert unknown.status_code == 422 and "is not logged at a swimming_hall" in unknown.text
+
+
+def test_out_of_range_input_is_refused_with_a_message(hub: HubProcess) -> None:
+    """Numbers and dates a store cannot keep, and digits int() refuses: 4xx, never 500."""
+    client = CrewClient(hub, "10.0.16.2").login("north")
+    for done in ("%C2%B2", "9" * 30, "-1", "%EF%BC%91%EF%BC%92", "%D9%A3"):
+        page = client.http.get(f"/crew?lang=en&done={done}")
+        assert page.status_code == 200, (done, page.text[-300:])
+        assert 'aria-live="polite"></p>' in page.text  # no "Saved." for a made-up id
+    form = {"csrf": client.csrf, "facility": "pool", "action": "opened"}
+    for ago in ("²", "٣", "9" * 30, "-5"):
+        refused = client.http.post("/crew/log?lang=en", data={**form, "ago": ago})
+        assert refused.status_code == 422, (ago, refused.text[-300:])
+        assert 'role="alert"' in refused.text
+    for at in ("0001-01-01T00:00", "9999-12-31T23:59"):
+        refused = client.http.post("/crew/log?lang=en", data={**form, "at": at})
+        assert refused.status_code == 422, (at, refused.text[-300:])
+    for when in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        refused = client.log(facility="pool", action="opened", performed_at=when)
+        assert refused.status_code == 422 and "outside the years" in refused.text, refused.text
+        status, body = http_get(
+            f"{hub.url}/api/v1/facilities/pool/maintenance?before={urllib.parse.quote(when)}"
+        )
+        assert status == 422 and "outside the years" in body, body
+    assert client.correct(99999999999999999999, withdrawn=True).status_code == 422
+    assert client.correct(2**63 - 1, withdrawn=True).status_code == 404
 
 
 def test_a_logged_condition_is_pushed_to_live_pages(hub: HubProcess) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +43,10 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 AGO_MINUTES = (0, 15, 30, 60, 120, 180, 360, 720, 1440)
+# What the page's own links and forms send: plain ASCII digits of a sensible length
+# (str.isdigit() admits "²", which int() refuses).
+ENTRY_ID = re.compile(r"[0-9]{1,18}")
+MINUTES = re.compile(r"[0-9]{1,5}")
 MAX_FORM = 16 * 1024
 
 
@@ -120,9 +125,9 @@ def crew_page(request: Request, lang: str | None = Query(default=None)) -> Respo
     caller = authenticate(request, svc, datetime.now(UTC))
     if caller is None or caller.session is None:
         return RedirectResponse(f"/crew/login?lang={language}", status_code=303)
-    done = request.query_params.get("done")
+    done = request.query_params.get("done", "")
     flash = None
-    if done and done.isdigit():
+    if ENTRY_ID.fullmatch(done):
         entry = svc.log.get(int(done))
         if entry is not None and entry.logged_by == caller.crew.name:
             flash = catalog(language)["crew_saved"]
@@ -223,7 +228,7 @@ def _form_entry(form: dict[str, str], now: datetime, svc: CrewService) -> dict[s
     if at:
         with contextlib.suppress(ValueError):
             performed = datetime.fromisoformat(at).replace(tzinfo=zone).isoformat()
-    elif ago.isdigit() and len(ago) <= 5:
+    elif MINUTES.fullmatch(ago):
         performed = (now - timedelta(minutes=int(ago))).isoformat()
     else:
         performed = ago

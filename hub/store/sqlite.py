@@ -188,11 +188,13 @@ class SQLiteStore(Store):
         every_ms = every_s * 1000
         with self._lock:
             rows = self._db.execute(
-                "SELECT (ts_ms / ?) * ? AS bucket, COUNT(*), AVG(occupancy), MAX(occupancy), "
-                "AVG(ice_temp_c), AVG(air_temp_c), AVG(people), AVG(spots_in_use) "
-                "FROM facility_series "
+                # Buckets start at whole multiples of the interval since 1970, as InfluxDB's
+                # do; SQLite's / and % truncate toward zero, so before 1970 floor by hand.
+                "SELECT ts_ms - ((ts_ms % ?) + ?) % ? AS bucket, COUNT(*), AVG(occupancy), "
+                "MAX(occupancy), AVG(ice_temp_c), AVG(air_temp_c), AVG(people), "
+                "AVG(spots_in_use) FROM facility_series "
                 "WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY bucket ORDER BY bucket",
-                (every_ms, every_ms, facility, _ms(start), _ms(end)),
+                (every_ms, every_ms, every_ms, facility, _ms(start), _ms(end)),
             ).fetchall()
         return [
             HistoryBucket(_from_ms(bucket), n, occ, occ_max, ice, air, people, spots)

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.schema_version import migrate
+from ruuhka.private_files import create_private_database
 
 log = logging.getLogger("ruuhka.snapshots")
 
@@ -104,8 +105,7 @@ def ms(when: datetime) -> int:
 
 class SnapshotStore:
     def __init__(self, path: str, history: bool = False, retention_h: float = 24.0) -> None:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
         self.history = history
         self.retention = timedelta(hours=retention_h)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

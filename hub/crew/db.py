@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ruuhka.private_files import create_private_database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS crews (
     id INTEGER PRIMARY KEY,
@@ -98,8 +100,7 @@ class CrewDB:
     """A connection shared by the threads of one process, serialised by a lock."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")

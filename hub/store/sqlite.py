@@ -12,6 +12,7 @@ from hub.schema_version import migrate
 from hub.state import Tracker
 from hub.store import DeviceStatus, HistoryBucket, Record, SavedState, Store, StoreURLError
 from ruuhka.contract import FacilityState
+from ruuhka.private_files import create_private_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -66,8 +67,7 @@ def _from_ms(ms: int) -> datetime:
 
 class SQLiteStore(Store):
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         # First, so that replicas opening one file together wait instead of failing.

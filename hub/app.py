@@ -22,7 +22,7 @@ from hub.metrics import Metrics
 from hub.renditions import Renditions
 from hub.replicas import OwnerIngest, Partition
 from hub.security import SecurityMiddleware
-from hub.snapshots import SnapshotStore
+from hub.snapshots import Picture, PictureRejected, SnapshotStore
 from hub.store import Store, open_store
 from hub.trend import recall
 from ruuhka import __version__
@@ -61,6 +61,12 @@ def build_hub(settings: HubSettings) -> Hub:
         snapshots=snapshots,
         on_remote_state=lambda s: live.offer(s, local=False),
     )
+
+    def rejected(picture: Picture, reason: PictureRejected) -> None:
+        metrics.rejected.labels("bad_image").inc()
+        ingest.reject_log.warn(picture.source.split("/")[0], "bad_image", str(reason))
+
+    snapshots.on_rejected = rejected
     owner = None
     if settings.ingest.shared_group is not None:
         owner = OwnerIngest(

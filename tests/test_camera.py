@@ -30,6 +30,7 @@ from ruuhka.contract import CameraStatus, SnapshotPayload, Stream, parse_payload
 from ruuhka.settings import ConfigError, load_settings  # noqa: E402
 from tests.conftest import HubProcess, wait_for  # noqa: E402
 from tests.test_anonymise import paste_person, person_pixels, walking, yard  # noqa: E402
+from tests.web_support import picture_kept  # noqa: E402
 
 FAST = {"person_detector": False, "face_detector": False, "calibration_frames": 3, "min_seen": 2}
 
@@ -262,6 +263,7 @@ def test_trail_camera_to_public_snapshot_url(tmp_path: Path, hub: HubProcess, br
             "the picture at the hub",
         )
         assert facility["people"] == 0 and facility["camera_status"] == "ok"
+        wait_for(lambda: picture_kept(hub), 10, "the picture checked and kept")
         url = hub.url + "/api/v1/facilities/carpets/snapshot.jpg"
         with urllib.request.urlopen(url, timeout=10) as response:
             body = response.read()

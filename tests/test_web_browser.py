@@ -28,6 +28,7 @@ from tests.web_support import (
     RINK_STALE_AFTER_S,
     Seq,
     count,
+    picture_kept,
     publish,
     rink,
     snapshot,
@@ -89,6 +90,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         publish(broker, CAMERA, snapshot(running.seq("cam"), people=3))
         wait_for(lambda: hub.facility("pool")["occupancy"] == 62, 10, "the pool reading")
         wait_for(lambda: hub.facility("carpets")["people"] == 3, 10, "the camera count")
+        wait_for(lambda: picture_kept(hub), 10, "the camera picture")
         yield running
 
 

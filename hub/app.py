@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from hub import api, snapshot_api
 from hub.config import HubSettings
+from hub.connections import Limits, effective
 from hub.crew import routes as crew_routes
 from hub.crew.service import open_crew
 from hub.fanout import FanoutMetrics, ServerSend
@@ -78,7 +79,10 @@ def build_hub(settings: HubSettings) -> Hub:
     return Hub(settings, store, metrics, live, ingest, snapshots, renditions, owner)
 
 
-def create_app(settings: HubSettings) -> FastAPI:
+def create_app(settings: HubSettings, limits: Limits | None = None) -> FastAPI:
+    """``limits``: the connection limits the server was started with (default: worked
+    out from the settings and this process's open-file limit)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = build_hub(settings)
@@ -114,7 +118,9 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(sign.router)
     app.mount("/static", ASSETS, name="static")
-    app.add_middleware(SecurityMiddleware, settings=settings.http)
+    app.add_middleware(
+        SecurityMiddleware, settings=settings.http, limits=limits or effective(settings.http)
+    )
     app.add_middleware(Compression)  # outside the security middleware: see web.compression
     app.add_middleware(ServerSend)  # outermost: the live fan-out writes frames directly
     return app

@@ -198,6 +198,38 @@ class HttpSettings(_Strict):
         ge=0,
         description="Strict-Transport-Security max-age when served over TLS; 0 = not sent.",
     )
+    # Connections (hub/connections.py); 0 = worked out from the open-file limit.
+    read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A request's head and body must arrive within this time of its first "
+        "byte (and a new connection must begin one); else 408 and the connection closes.",
+    )
+    max_connections: int = Field(
+        default=0,
+        ge=0,
+        description="Connections held at once, HTTP and WebSocket; beyond, 503 at once. "
+        "0: the open-file limit (raised to its hard limit) less a tenth, at least 64.",
+    )
+    max_connections_per_address: int = Field(
+        default=0,
+        ge=0,
+        description="Of those, from one address (an IPv6 /64) other than a trusted proxy's. "
+        "0: half of max_connections.",
+    )
+    max_websockets: int = Field(
+        default=0,
+        ge=0,
+        description="Live-view WebSockets at once; beyond, 503. 0: nine tenths of "
+        "max_connections, so that plain requests always have room.",
+    )
+    max_websockets_per_address: int = Field(
+        default=0,
+        ge=0,
+        description="Of those, from one client address (an IPv6 /64; behind a proxy, the "
+        "address it forwards); beyond, 429. 0: half of max_websockets.",
+    )
 
 
 class IngestSettings(_Strict):

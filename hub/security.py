@@ -29,9 +29,12 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.config import HttpSettings
+
+if TYPE_CHECKING:
+    from hub.connections import Limits
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -159,9 +162,13 @@ class BodyTooLarge(Exception):
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, settings: HttpSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: HttpSettings, limits: Limits) -> None:
         self.app = app
         self.settings = settings
+        self.limits = limits
+        # Open WebSockets, in total and per client address (the real one, behind a proxy).
+        self.websockets = 0
+        self.websockets_by_client: dict[str, int] = {}
         self.buckets = (
             TokenBuckets(settings.api_rate_per_s, settings.api_burst)
             if settings.api_rate_per_s > 0
@@ -179,7 +186,7 @@ class SecurityMiddleware:
             if is_api and self._limited(scope) > 0:
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await self.app(scope, receive, send)
+            await self._websocket(scope, receive, send)
             return
 
         send = self._with_headers(scope, send)
@@ -200,6 +207,28 @@ class SecurityMiddleware:
             await _respond(send, 413, f"request body larger than {limit} bytes")
             return
         await self._bounded(scope, receive, send, limit)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hold the WebSocket if its client and the hub are within their caps."""
+        key = client_key(scope)
+        held = self.websockets_by_client.get(key, 0)
+        if held >= self.limits.websockets_per_address:
+            await _refuse_websocket(scope, send, 429, "too many live connections from your address")
+            return
+        if self.websockets >= self.limits.websockets:
+            await _refuse_websocket(scope, send, 503, "too many live connections; try again soon")
+            return
+        self.websockets += 1
+        self.websockets_by_client[key] = held + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.websockets -= 1
+            left = self.websockets_by_client[key] - 1
+            if left:
+                self.websockets_by_client[key] = left
+            else:
+                del self.websockets_by_client[key]
 
     def _limited(self, scope: Scope) -> float:
         return 0.0 if self.buckets is None else self.buckets.take(client_key(scope))
@@ -290,6 +319,27 @@ def open_data(path: str) -> bool:
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope.get("headers", [])}
+
+
+async def _refuse_websocket(scope: Scope, send: Send, status: int, detail: str) -> None:
+    """An HTTP answer instead of the handshake where the server can send one (uvicorn
+    can), so the page sees 429 or 503 with Retry-After; else a close (403 on the wire)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", b"10"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _preflight(headers: dict[bytes, bytes], send: Send, readable: bool) -> None:

@@ -27,7 +27,7 @@ from hub.snapshots import Picture, PictureRejected, SnapshotStore
 from hub.store import Store, open_store
 from hub.trend import recall
 from ruuhka import __version__
-from web import crew, pages, sign
+from web import api_docs, crew, pages, sign
 from web.assets import ASSETS
 from web.compression import Compression
 
@@ -110,6 +110,8 @@ def create_app(settings: HubSettings, limits: Limits | None = None) -> FastAPI:
         version=__version__,
         description="Live occupancy and condition of public facilities. Times are RFC 3339 UTC.",
         lifespan=lifespan,
+        docs_url=None,  # served from the hub's own files instead (web/api_docs.py)
+        redoc_url=None,
     )
     app.include_router(api.router)
     app.include_router(snapshot_api.router)
@@ -117,7 +119,9 @@ def create_app(settings: HubSettings, limits: Limits | None = None) -> FastAPI:
     app.include_router(crew.router)
     app.include_router(pages.router)
     app.include_router(sign.router)
+    app.include_router(api_docs.router)
     app.mount("/static", ASSETS, name="static")
+    app.mount(api_docs.ASSETS_PATH, api_docs.DOCS_ASSETS, name="docs-assets")
     app.add_middleware(
         SecurityMiddleware, settings=settings.http, limits=limits or effective(settings.http)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, time
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     PositiveInt,
     SecretStr,
     field_validator,
@@ -193,6 +195,11 @@ class HttpSettings(_Strict):
     api_burst: PositiveInt = Field(
         default=100, description="Requests a client may make at once before the rate applies."
     )
+    metrics_from: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")],
+        description="Addresses that may read /metrics (Prometheus); to anyone else it is "
+        "404. Behind a reverse proxy this is the client's forwarded address.",
+    )
     hsts_max_age_s: int = Field(
         default=365 * 24 * 3600,
         ge=0,
@@ -230,6 +237,15 @@ class HttpSettings(_Strict):
         description="Of those, from one client address (an IPv6 /64; behind a proxy, the "
         "address it forwards); beyond, 429. 0: half of max_websockets.",
     )
+
+    def may_read_metrics(self, host: str) -> bool:
+        try:
+            address = ip_address(host)
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
+            address = address.ipv4_mapped  # type: ignore[union-attr]
+        return any(address in network for network in self.metrics_from)
 
 
 class IngestSettings(_Strict):

@@ -5,10 +5,11 @@ makes itself and the errors of the routes — gets the security headers. It is a
 plain ASGI middleware (not Starlette's BaseHTTPMiddleware) so that WebSockets
 and streamed bodies pass through untouched.
 
-- Content-Security-Policy without 'unsafe-inline': the public page must load its
-  scripts and styles from /static. The OpenAPI pages (/docs, /redoc) are
-  FastAPI's, with one inline script and CDN assets; they alone get a policy that
-  admits those CDN hosts and exactly their inline blocks by hash.
+- Content-Security-Policy without 'unsafe-inline' and without any other host:
+  every page, the API documentation included (web/api_docs.py), loads its
+  scripts and styles from the hub itself. ReDoc (/redoc) sets its styles inline
+  and runs its search in a worker it makes from a blob, so that one page admits
+  inline styles and blob: workers (never an inline script, nor another host).
 - Strict-Transport-Security only when the request came over TLS (directly, or via
   a reverse proxy that uvicorn trusts for X-Forwarded-Proto).
 - CORS: open data is readable from any origin (GET/HEAD, never with
@@ -20,8 +21,6 @@ and streamed bodies pass through untouched.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import json
 import math
@@ -45,15 +44,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 API_PREFIX = "/api/"
 # Everything under /api/ is open data except the crew's own API.
 CLOSED_API_PREFIXES = ("/api/v1/crew",)
-DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
-DOCS_ASSET_HOSTS = "https://cdn.jsdelivr.net"
+REDOC_PATH = "/redoc"
 # At most this many client addresses are tracked; idle ones go first, and a
 # bucket that has been idle long enough to refill loses nothing by being dropped.
 MAX_TRACKED_CLIENTS = 10_000
 _HOST_RE = re.compile(
     r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?$"
 )
-_INLINE_RE = re.compile(rb"<(script|style)(\s[^>]*)?>(.*?)</\1>", re.S | re.I)
 
 BASE_POLICY = {
     "default-src": "'self'",
@@ -84,28 +81,15 @@ def policy_text(policy: dict[str, str]) -> str:
     return "; ".join(f"{name} {value}" for name, value in policy.items())
 
 
-def page_policy(host: str | None, tls: bool) -> str:
-    """The policy for everything but the docs. connect-src names the page's own
-    WebSocket origin too, for browsers whose 'self' does not cover ws: and wss:."""
+def page_policy(host: str | None, tls: bool, redoc: bool = False) -> str:
+    """connect-src names the page's own WebSocket origin too, for browsers whose
+    'self' does not cover ws: and wss:."""
     policy = dict(BASE_POLICY)
+    if redoc:
+        policy["style-src"] = "'self' 'unsafe-inline'"
+        policy["worker-src"] = "'self' blob:"
     if host and _HOST_RE.fullmatch(host):
         policy["connect-src"] = f"'self' {'wss' if tls else 'ws'}://{host}"
-    return policy_text(policy)
-
-
-def docs_policy(body: bytes) -> str:
-    """FastAPI's docs pages: their CDN, and their own inline blocks by hash."""
-    hashes: dict[str, list[str]] = {"script": [], "style": []}
-    for match in _INLINE_RE.finditer(body):
-        tag, attributes, content = match.group(1).lower().decode(), match.group(2), match.group(3)
-        if tag == "script" and attributes and b"src=" in attributes.lower():
-            continue
-        digest = base64.b64encode(hashlib.sha256(content).digest()).decode()
-        hashes[tag].append(f"'sha256-{digest}'")
-    policy = dict(BASE_POLICY)
-    policy["script-src"] = " ".join(["'self'", DOCS_ASSET_HOSTS, *hashes["script"]])
-    policy["style-src"] = " ".join(["'self'", DOCS_ASSET_HOSTS, *hashes["style"]])
-    policy["img-src"] = "'self' data: https://fastapi.tiangolo.com"
     return policy_text(policy)
 
 
@@ -269,48 +253,19 @@ class SecurityMiddleware:
         if readable:
             extra += CORS_HEADERS
         host = _headers(scope).get(b"host", b"").decode("latin-1")
-        policy = page_policy(host, tls).encode()
 
-        def finish(start: Message, csp: bytes) -> Message:
-            raw = list(start.get("headers", []))
-            present = {name.lower() for name, _ in raw}
-            for name, value in [*extra, (b"content-security-policy", csp)]:
-                if name not in present:
-                    raw.append((name, value))
-            return {**start, "headers": raw}
+        policy = page_policy(host, tls, redoc=path == REDOC_PATH)
+        extra.append((b"content-security-policy", policy.encode()))
 
-        if path not in DOCS_PATHS:
-
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message = finish(message, policy)
-                await send(message)
-
-            return send_with_headers
-
-        held: list[Message] = []
-        body = bytearray()
-
-        async def send_docs(message: Message) -> None:
-            """Hold the (small) docs page until it is complete, to hash its inline blocks."""
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                held.append(message)
-                return
-            if message["type"] != "http.response.body" or not held:
-                await send(message)
-                return
-            body.extend(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            start = held.pop()
-            headers = [
-                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
-            ]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send(finish({**start, "headers": headers}, docs_policy(bytes(body)).encode()))
-            await send({"type": "http.response.body", "body": bytes(body)})
+                raw = list(message.get("headers", []))
+                present = {name.lower() for name, _ in raw}
+                raw += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": raw}
+            await send(message)
 
-        return send_docs
+        return send_with_headers
 
 
 def open_data(path: str) -> bool:

@@ -24,6 +24,7 @@ SCRIPTS = {
     "forecast": "forecast_eval.py",
     "fit-profiles": "fit_profiles.py",
     "pages": "pages.py",
+    "attack": "attack.py",
 }
 
 

@@ -308,7 +308,7 @@ def test_guesses_at_one_account_from_many_addresses_stop_at_its_free_tries(hub: 
 
 
 def test_a_spray_over_many_names_and_addresses_is_told_to_come_back(hub: CrewHub) -> None:
-    """No limit applies to any one of these tries; only two are checked at once, sixteen
+    """No limit applies to any one of these tries; one is checked at a time, sixteen
     wait, and the rest get 503 at once. The public API answers throughout."""
     tries = [(f"203.0.113.{i}", f"spray{i}", "password1") for i in range(1, 81)]
     answers: list[int] = []

@@ -154,6 +154,14 @@ def _login_page(
     return _no_store(response)
 
 
+async def _login_page_off_loop(
+    request: Request, svc: CrewService, lang: str, error: str, status_code: int
+) -> Response:
+    """Rendered on a worker thread: a flood of refused logins must not hold up the
+    event loop that serves everyone else."""
+    return await run_in_threadpool(_login_page, request, svc, lang, error, status_code)
+
+
 @router.get("/crew/sw.js")
 def service_worker() -> Response:
     """The crew page's service worker, served from /crew so that it may control /crew."""
@@ -178,7 +186,7 @@ async def login(request: Request, lang: str | None = Query(default=None)) -> Res
     form = await _form(request)
     if not same_origin(request) or not login_csrf_ok(request, form.get("csrf")):
         svc.metrics.csrf_rejected.inc()
-        return _login_page(request, svc, language, t["crew_login_expired"], 403)
+        return await _login_page_off_loop(request, svc, language, t["crew_login_expired"], 403)
     name = form.get("name", "")
     password = form.get("password", "")[: MAX_PASSWORD + 1]
     address = request.client.host if request.client else "unknown"
@@ -195,13 +203,13 @@ async def login(request: Request, lang: str | None = Query(default=None)) -> Res
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/crew/login")
         return response
     if outcome.result is LoginResult.WRONG:
-        return _login_page(request, svc, language, t["crew_login_wrong"], 401)
+        return await _login_page_off_loop(request, svc, language, t["crew_login_wrong"], 401)
     if outcome.result is LoginResult.BUSY:
-        response = _login_page(request, svc, language, t["crew_login_busy"], 503)
+        response = await _login_page_off_loop(request, svc, language, t["crew_login_busy"], 503)
     else:
         minutes = max(1, -(-outcome.retry_after_s // 60))
         message = t["crew_login_locked"].replace("{minutes}", str(minutes))
-        response = _login_page(request, svc, language, message, 429)
+        response = await _login_page_off_loop(request, svc, language, message, 429)
     response.headers["Retry-After"] = str(outcome.retry_after_s)
     return response
 

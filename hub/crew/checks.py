@@ -4,11 +4,12 @@ An argon2 check with argon2-cffi's default costs (RFC 9106's second
 recommended set: 64 MiB, three passes, four lanes) holds 64 MiB for about a
 tenth of a second of a fast core. Run a hundred at once and the hub needs
 gigabytes and has no CPU left for the public pages; so at most
-``max_concurrent_logins`` run at once (two: about 130 MB at the peak, one check
-per core of a small server) on a small thread pool of their own — not
-the one the routes share, so waiting logins never hold up a page. A few more may
-wait for their turn (``login_queue``, ``login_wait_s``); beyond that a login is
-told to come back (503 with Retry-After), without costing anything.
+``max_concurrent_logins`` run at once, on a small thread pool of their own (not
+the one the routes share, so waiting logins never hold up a page). The default
+is one: its four lanes already keep the two cores of a small server busy, so a
+second check at once would add 64 MiB and no throughput. A few more may wait
+for their turn (``login_queue``, ``login_wait_s``); beyond that a login is told
+to come back (503 with Retry-After), without costing anything.
 
 Logins from a browser or address the account knows wait in a line of their own
 that goes first, so a flood of guesses cannot keep a crew from logging in. One

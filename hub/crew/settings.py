@@ -56,11 +56,11 @@ class CrewSettings(BaseModel):
         description="The same for an address (an IPv6 /64) the account logged in from.",
     )
     max_concurrent_logins: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=64,
         description="Passwords checked at once per hub process: each argon2 check takes "
-        "64 MiB of memory for about a tenth of a second.",
+        "64 MiB and four threads (lanes) for about a tenth of a second of a fast core.",
     )
     login_queue: int = Field(
         default=16, ge=0, le=10_000, description="Logins that may wait for a check …"

@@ -265,8 +265,10 @@ def attack(hub: HubProcess, args: argparse.Namespace) -> int:
     watch.start()
     time.sleep(2)
     idle = watch.peak_rss(0, time.monotonic())
-    print(f"hub under ulimit -n {args.open_files}; idle RSS {idle / 2**20:.0f} MB "
-          f"(after carol's first login)\n")  # fmt: skip
+    calm = watch.worst_s(0, time.monotonic())
+    print(f"hub under ulimit -n {args.open_files}; before the attack (the baseline): RSS "
+          f"{idle / 2**20:.0f} MB after carol's first login, "
+          f"public API worst {calm:.2f} s\n")  # fmt: skip
     rows = []
     crew_logins: list[int] = []
 

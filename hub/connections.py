@@ -49,7 +49,7 @@ REFUSED = (
 )
 TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
-    b"Content-Length: 30\r\nConnection: close\r\n\r\nthe request came too slowly\r\n\n"
+    b"Content-Length: 28\r\nConnection: close\r\n\r\nthe request came too slowly\n"
 )
 
 

@@ -17,6 +17,9 @@ and streamed bodies pass through untouched.
 - A token bucket per client address on /api/ (IPv6 by /64, since one host owns a
   whole /64): 429 with Retry-After when empty.
 - Request bodies above a limit: 413, without reading them.
+- Live-view WebSockets counted per client address (the one a trusted proxy
+  forwards; IPv6 by /64) and in total: beyond the caps (hub/connections.py),
+  429 or 503 with Retry-After instead of the handshake.
 """
 
 from __future__ import annotations

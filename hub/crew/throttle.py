@@ -47,7 +47,6 @@ class Refusal:
 class Attempt:
     """A try that was counted and may now check its password."""
 
-    name: str
     address: str
     crew: tuple[int, str, str] | None  # id, name, scope: None for an unknown name
     password_hash: str | None
@@ -123,21 +122,20 @@ class LoginThrottle:
                 if wait_ms > 0:
                     return Refusal(LoginResult.DELAYED, _seconds(wait_ms))
             counted.append(bucket)
-            rows = tuple(
-                int(db.execute(
+            rows = []
+            for key in counted:
+                cursor = db.execute(
                     "INSERT INTO login_failures (key, at_ms) VALUES (?, ?)", (key, now_ms)
-                ).lastrowid or 0)
-                for key in counted
-            )  # fmt: skip
+                )
+                rows.append(int(cursor.lastrowid or 0))
         return Attempt(
-            name=name,
             address=address,
             crew=(row[0], row[1], row[2]) if row else None,
             password_hash=row[3] if row else None,
             known_device=known_device,
             known=known_device or known_address,
             bucket=bucket,
-            rows=rows,
+            rows=tuple(rows),
         )
 
     def refund(self, attempt: Attempt) -> None:

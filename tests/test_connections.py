@@ -118,7 +118,7 @@ def test_a_thousand_slow_connections_from_one_address_leave_the_hub_answering(
         try:
             time.sleep(2)
             answers = []
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 6
             while time.monotonic() < deadline:
                 answers.append(http_get(hub.url + "/healthz")[0])
                 with urllib.request.urlopen(hub.url + "/?lang=en", timeout=5) as page:

@@ -127,7 +127,7 @@ def test_a_thousand_slow_connections_from_one_address_leave_the_hub_answering(
         finally:
             attack.stop.set()
             attack.join(30)
-    assert set(answers) == {200} and len(answers) >= 6, answers
+    assert set(answers) == {200} and len(answers) >= 4, answers
     # Beyond the per-address cap (half of 1024 less a tenth): 503 at once; the ones
     # let in: 408 when their head had not come within the read timeout.
     assert attack.endings["HTTP/1.1 503 Service Unavailable"] > 0, attack.endings

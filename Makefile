@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium nodejs systemd faketime
+APT_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium nodejs systemd faketime nginx
 
 # The camera anonymiser's model files (MIT), without their unused declared dependencies
 # (tensorflow, opencv-python): edge/detectors.py finds the files in the installed packages.

@@ -94,15 +94,27 @@ def stop_child(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 class HubProcess:
     """``ruuhka hub`` in a child process, as an operator would run it."""
 
-    def __init__(self, config: Path, port: int, log_path: Path) -> None:
+    def __init__(
+        self, config: Path, port: int, log_path: Path, open_files: int | None = None
+    ) -> None:
+        """``open_files``: run it as under ``ulimit -n open_files``."""
         self.url = f"http://127.0.0.1:{port}"
+        self.port = port
         self.log_path = log_path
+
+        def limit() -> None:
+            import resource
+
+            assert open_files is not None
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         with log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "ruuhka", "hub", "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=limit if open_files else None,
             )
 
     def alive(self) -> bool:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ruuhka.contract import Stream, device_topic
+from ruuhka.private_files import create_private_database
 
 log = logging.getLogger("ruuhka.outbox")
 
@@ -78,7 +79,7 @@ class Outbox:
         commit_interval_s: float = 0.0,
         delete_delay_s: float = 0.0,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
         self.path = path
         self.device_id = device_id
         self.max_rows = max_rows

@@ -117,7 +117,11 @@ def healthz(request: Request) -> dict[str, Any]:
 
 @router.get("/metrics", tags=["operations"], response_class=Response)
 def metrics(request: Request) -> Response:
-    registry = request.app.state.hub.metrics.registry
+    """Prometheus' text format, to the addresses in ``[http] metrics_from`` only."""
+    hub = request.app.state.hub
+    if not hub.settings.http.may_read_metrics(request.client.host if request.client else ""):
+        raise HTTPException(status_code=404, detail="Not Found")
+    registry = hub.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

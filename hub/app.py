@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from hub import api, snapshot_api
 from hub.config import HubSettings
+from hub.connections import Limits, effective
 from hub.crew import routes as crew_routes
 from hub.crew.service import open_crew
 from hub.fanout import FanoutMetrics, ServerSend
@@ -22,11 +23,11 @@ from hub.metrics import Metrics
 from hub.renditions import Renditions
 from hub.replicas import OwnerIngest, Partition
 from hub.security import SecurityMiddleware
-from hub.snapshots import SnapshotStore
+from hub.snapshots import Picture, PictureRejected, SnapshotStore
 from hub.store import Store, open_store
 from hub.trend import recall
 from ruuhka import __version__
-from web import crew, pages, sign
+from web import api_docs, crew, pages, sign
 from web.assets import ASSETS
 from web.compression import Compression
 
@@ -61,6 +62,12 @@ def build_hub(settings: HubSettings) -> Hub:
         snapshots=snapshots,
         on_remote_state=lambda s: live.offer(s, local=False),
     )
+
+    def rejected(picture: Picture, reason: PictureRejected) -> None:
+        metrics.rejected.labels("bad_image").inc()
+        ingest.reject_log.warn(picture.source.split("/")[0], "bad_image", str(reason))
+
+    snapshots.on_rejected = rejected
     owner = None
     if settings.ingest.shared_group is not None:
         owner = OwnerIngest(
@@ -72,7 +79,10 @@ def build_hub(settings: HubSettings) -> Hub:
     return Hub(settings, store, metrics, live, ingest, snapshots, renditions, owner)
 
 
-def create_app(settings: HubSettings) -> FastAPI:
+def create_app(settings: HubSettings, limits: Limits | None = None) -> FastAPI:
+    """``limits``: the connection limits the server was started with (default: worked
+    out from the settings and this process's open-file limit)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = build_hub(settings)
@@ -100,6 +110,8 @@ def create_app(settings: HubSettings) -> FastAPI:
         version=__version__,
         description="Live occupancy and condition of public facilities. Times are RFC 3339 UTC.",
         lifespan=lifespan,
+        docs_url=None,  # served from the hub's own files instead (web/api_docs.py)
+        redoc_url=None,
     )
     app.include_router(api.router)
     app.include_router(snapshot_api.router)
@@ -107,8 +119,12 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(crew.router)
     app.include_router(pages.router)
     app.include_router(sign.router)
+    app.include_router(api_docs.router)
     app.mount("/static", ASSETS, name="static")
-    app.add_middleware(SecurityMiddleware, settings=settings.http)
+    app.mount(api_docs.ASSETS_PATH, api_docs.DOCS_ASSETS, name="docs-assets")
+    app.add_middleware(
+        SecurityMiddleware, settings=settings.http, limits=limits or effective(settings.http)
+    )
     app.add_middleware(Compression)  # outside the security middleware: see web.compression
     app.add_middleware(ServerSend)  # outermost: the live fan-out writes frames directly
     return app

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ruuhka import __version__
+from ruuhka.private_files import create_private
 from ruuhka.settings import load_settings
 
 if TYPE_CHECKING:
@@ -71,11 +72,6 @@ def parts(settings: HubSettings) -> list[Part]:
     if crew is not None:
         found.append(Part("crew", crew))
     return found
-
-
-def _create_private(path: Path) -> None:
-    """An empty file only its owner can read, whatever the umask."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _tables(db: sqlite3.Connection) -> dict[str, int]:
@@ -144,7 +140,7 @@ def backup(settings: HubSettings, directory: Path, say: Say = print) -> dict[str
         final = directory / part.file_name
         partial = directory / (part.file_name + ".partial")
         partial.unlink(missing_ok=True)
-        _create_private(partial)
+        create_private(partial)
         began = time.monotonic()
         at = datetime.now(UTC)
         try:
@@ -166,7 +162,7 @@ def backup(settings: HubSettings, directory: Path, say: Say = print) -> dict[str
             f"{sum(tables.values()):,} rows, {time.monotonic() - began:.1f} s)"
         )
     manifest_path = directory / MANIFEST
-    _create_private(manifest_path)
+    create_private(manifest_path)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     _fsync(manifest_path)
     _fsync(directory)
@@ -211,7 +207,7 @@ def restore(
     for part, source in plan:
         part.path.parent.mkdir(parents=True, exist_ok=True)
         if not part.path.exists():
-            _create_private(part.path)
+            create_private(part.path)
         try:
             tables = _copy(source, part.path)
         except sqlite3.Error as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, time
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     PositiveInt,
     SecretStr,
     field_validator,
@@ -193,11 +195,57 @@ class HttpSettings(_Strict):
     api_burst: PositiveInt = Field(
         default=100, description="Requests a client may make at once before the rate applies."
     )
+    metrics_from: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")],
+        description="Addresses that may read /metrics (Prometheus); to anyone else it is "
+        "404. Behind a reverse proxy this is the client's forwarded address.",
+    )
     hsts_max_age_s: int = Field(
         default=365 * 24 * 3600,
         ge=0,
         description="Strict-Transport-Security max-age when served over TLS; 0 = not sent.",
     )
+    # Connections (hub/connections.py); 0 = worked out from the open-file limit.
+    read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A request's head and body must arrive within this time of its first "
+        "byte (and a new connection must begin one); else 408 and the connection closes.",
+    )
+    max_connections: int = Field(
+        default=0,
+        ge=0,
+        description="Connections held at once, HTTP and WebSocket; beyond, 503 at once. "
+        "0: the open-file limit (raised to its hard limit) less a tenth, at least 64.",
+    )
+    max_connections_per_address: int = Field(
+        default=0,
+        ge=0,
+        description="Of those, from one address (an IPv6 /64) other than a trusted proxy's. "
+        "0: half of max_connections.",
+    )
+    max_websockets: int = Field(
+        default=0,
+        ge=0,
+        description="Live-view WebSockets at once; beyond, 503. 0: nine tenths of "
+        "max_connections, so that plain requests always have room.",
+    )
+    max_websockets_per_address: int = Field(
+        default=0,
+        ge=0,
+        description="Of those, from one client address (an IPv6 /64; behind a proxy, the "
+        "address it forwards); beyond, 429. 0: half of max_websockets.",
+    )
+
+    def may_read_metrics(self, host: str) -> bool:
+        try:
+            address = ip_address(host)
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
+            address = address.ipv4_mapped  # type: ignore[union-attr]
+        return any(address in network for network in self.metrics_from)
 
 
 class IngestSettings(_Strict):

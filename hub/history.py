@@ -18,14 +18,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.config import Facility
-from hub.store import HistoryBucket, Store
+from hub.store import HistoryBucket, Store, in_range
 
 MIN_EVERY_S = 60
 MAX_BUCKETS = 10_000
 MAX_RANGE = timedelta(days=400)
 DEFAULT_RANGE = timedelta(days=1)
 DEFAULT_EVERY_S = 15 * 60
-_DURATION = re.compile(r"^(\d{1,9})([smhd]?)$")
+_DURATION = re.compile(r"^([0-9]{1,9})([smhd]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ROUND = [("5m", 300), ("15m", 900), ("30m", 1800), ("1h", 3600), ("3h", 10800)]
 _ROUND += [("6h", 21600), ("12h", 43200), ("1d", 86400)]
@@ -164,7 +164,10 @@ def parse_time(name: str, value: str) -> datetime:
         ) from None
     if when.tzinfo is None:
         raise _bad(f"`{name}`: {value[:40]!r} has no time zone; add Z for UTC or an offset")
-    return when.astimezone(UTC)
+    try:
+        return in_range(when)
+    except ValueError as exc:
+        raise _bad(f"`{name}`: {value[:40]!r} is {exc}") from None
 
 
 def parse_every(value: str) -> int:
@@ -187,6 +190,8 @@ def parse_query(
         raise _bad(f"the range is longer than {MAX_RANGE.days} days; ask in parts")
     if every_s < MIN_EVERY_S:
         raise _bad(f"`every` must be at least {MIN_EVERY_S} seconds")
+    if every_s > MAX_RANGE.total_seconds():
+        raise _bad(f"`every` may be at most {MAX_RANGE.days} days")
     buckets = -(-int((to - since).total_seconds()) // every_s)
     if buckets > MAX_BUCKETS:
         needed = -(-int((to - since).total_seconds()) // MAX_BUCKETS)

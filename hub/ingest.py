@@ -355,11 +355,7 @@ class Ingest:
 
         self._commit(records, rebased | changed, statuses)
         if pictures and self.snapshots is not None:
-            try:
-                self.snapshots.save(pictures)
-            except Exception:
-                # Only the picture is lost; the next one replaces it anyway.
-                log.exception("could not keep %d camera picture(s)", len(pictures))
+            self.snapshots.offer(pictures)  # checked and kept on the picture store's thread
         now = datetime.now(UTC)
         for stream, n in Counter(record.stream for record in records).items():
             self.metrics.accepted.labels(stream).inc(n)

@@ -5,10 +5,11 @@ makes itself and the errors of the routes — gets the security headers. It is a
 plain ASGI middleware (not Starlette's BaseHTTPMiddleware) so that WebSockets
 and streamed bodies pass through untouched.
 
-- Content-Security-Policy without 'unsafe-inline': the public page must load its
-  scripts and styles from /static. The OpenAPI pages (/docs, /redoc) are
-  FastAPI's, with one inline script and CDN assets; they alone get a policy that
-  admits those CDN hosts and exactly their inline blocks by hash.
+- Content-Security-Policy without 'unsafe-inline' and without any other host:
+  every page, the API documentation included (web/api_docs.py), loads its
+  scripts and styles from the hub itself. ReDoc (/redoc) sets its styles inline
+  and runs its search in a worker it makes from a blob, so that one page admits
+  inline styles and blob: workers (never an inline script, nor another host).
 - Strict-Transport-Security only when the request came over TLS (directly, or via
   a reverse proxy that uvicorn trusts for X-Forwarded-Proto).
 - CORS: open data is readable from any origin (GET/HEAD, never with
@@ -16,12 +17,13 @@ and streamed bodies pass through untouched.
 - A token bucket per client address on /api/ (IPv6 by /64, since one host owns a
   whole /64): 429 with Retry-After when empty.
 - Request bodies above a limit: 413, without reading them.
+- Live-view WebSockets counted per client address (the one a trusted proxy
+  forwards; IPv6 by /64) and in total: beyond the caps (hub/connections.py),
+  429 or 503 with Retry-After instead of the handshake.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import json
 import math
@@ -29,9 +31,12 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.config import HttpSettings
+
+if TYPE_CHECKING:
+    from hub.connections import Limits
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,15 +47,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 API_PREFIX = "/api/"
 # Everything under /api/ is open data except the crew's own API.
 CLOSED_API_PREFIXES = ("/api/v1/crew",)
-DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
-DOCS_ASSET_HOSTS = "https://cdn.jsdelivr.net"
+REDOC_PATH = "/redoc"
 # At most this many client addresses are tracked; idle ones go first, and a
 # bucket that has been idle long enough to refill loses nothing by being dropped.
 MAX_TRACKED_CLIENTS = 10_000
 _HOST_RE = re.compile(
     r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?$"
 )
-_INLINE_RE = re.compile(rb"<(script|style)(\s[^>]*)?>(.*?)</\1>", re.S | re.I)
 
 BASE_POLICY = {
     "default-src": "'self'",
@@ -81,31 +84,21 @@ def policy_text(policy: dict[str, str]) -> str:
     return "; ".join(f"{name} {value}" for name, value in policy.items())
 
 
-def page_policy(host: str | None, tls: bool, image_origin: str | None = None) -> str:
+def page_policy(
+    host: str | None, tls: bool, image_origin: str | None = None, redoc: bool = False
+) -> str:
     """The policy for everything but the docs. connect-src names the page's own
     WebSocket origin too, for browsers whose 'self' does not cover ws: and wss:.
-    ``image_origin`` is one more origin pictures may come from (the map's tiles)."""
+    ``image_origin`` is one more origin pictures may come from (the map's tiles);
+    ``redoc``: ReDoc writes its styles inline and searches in a blob worker."""
     policy = dict(BASE_POLICY)
+    if redoc:
+        policy["style-src"] = "'self' 'unsafe-inline'"
+        policy["worker-src"] = "'self' blob:"
     if host and _HOST_RE.fullmatch(host):
         policy["connect-src"] = f"'self' {'wss' if tls else 'ws'}://{host}"
     if image_origin:
         policy["img-src"] = f"{BASE_POLICY['img-src']} {image_origin}"
-    return policy_text(policy)
-
-
-def docs_policy(body: bytes) -> str:
-    """FastAPI's docs pages: their CDN, and their own inline blocks by hash."""
-    hashes: dict[str, list[str]] = {"script": [], "style": []}
-    for match in _INLINE_RE.finditer(body):
-        tag, attributes, content = match.group(1).lower().decode(), match.group(2), match.group(3)
-        if tag == "script" and attributes and b"src=" in attributes.lower():
-            continue
-        digest = base64.b64encode(hashlib.sha256(content).digest()).decode()
-        hashes[tag].append(f"'sha256-{digest}'")
-    policy = dict(BASE_POLICY)
-    policy["script-src"] = " ".join(["'self'", DOCS_ASSET_HOSTS, *hashes["script"]])
-    policy["style-src"] = " ".join(["'self'", DOCS_ASSET_HOSTS, *hashes["style"]])
-    policy["img-src"] = "'self' data: https://fastapi.tiangolo.com"
     return policy_text(policy)
 
 
@@ -140,7 +133,12 @@ class TokenBuckets:
 def client_key(scope: Scope) -> str:
     """The client's address; an IPv6 address counts as its /64."""
     client = scope.get("client")
-    host = client[0] if client else "unknown"
+    return address_key(client[0] if client else "unknown")
+
+
+def address_key(host: str) -> str:
+    """What counts as one client: an IPv4 address, or an IPv6 /64 (one host owns a
+    whole /64, so counting single IPv6 addresses would count nothing)."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -157,9 +155,13 @@ class BodyTooLarge(Exception):
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, settings: HttpSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: HttpSettings, limits: Limits) -> None:
         self.app = app
         self.settings = settings
+        self.limits = limits
+        # Open WebSockets, in total and per client address (the real one, behind a proxy).
+        self.websockets = 0
+        self.websockets_by_client: dict[str, int] = {}
         self.buckets = (
             TokenBuckets(settings.api_rate_per_s, settings.api_burst)
             if settings.api_rate_per_s > 0
@@ -177,7 +179,7 @@ class SecurityMiddleware:
             if is_api and self._limited(scope) > 0:
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await self.app(scope, receive, send)
+            await self._websocket(scope, receive, send)
             return
 
         send = self._with_headers(scope, send)
@@ -198,6 +200,28 @@ class SecurityMiddleware:
             await _respond(send, 413, f"request body larger than {limit} bytes")
             return
         await self._bounded(scope, receive, send, limit)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hold the WebSocket if its client and the hub are within their caps."""
+        key = client_key(scope)
+        held = self.websockets_by_client.get(key, 0)
+        if held >= self.limits.websockets_per_address:
+            await _refuse_websocket(scope, send, 429, "too many live connections from your address")
+            return
+        if self.websockets >= self.limits.websockets:
+            await _refuse_websocket(scope, send, 503, "too many live connections; try again soon")
+            return
+        self.websockets += 1
+        self.websockets_by_client[key] = held + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.websockets -= 1
+            left = self.websockets_by_client[key] - 1
+            if left:
+                self.websockets_by_client[key] = left
+            else:
+                del self.websockets_by_client[key]
 
     def _limited(self, scope: Scope) -> float:
         return 0.0 if self.buckets is None else self.buckets.take(client_key(scope))
@@ -238,48 +262,19 @@ class SecurityMiddleware:
         if readable:
             extra += CORS_HEADERS
         host = _headers(scope).get(b"host", b"").decode("latin-1")
-        policy = page_policy(host, tls).encode()
 
-        def finish(start: Message, csp: bytes) -> Message:
-            raw = list(start.get("headers", []))
-            present = {name.lower() for name, _ in raw}
-            for name, value in [*extra, (b"content-security-policy", csp)]:
-                if name not in present:
-                    raw.append((name, value))
-            return {**start, "headers": raw}
+        policy = page_policy(host, tls, redoc=path == REDOC_PATH)
+        extra.append((b"content-security-policy", policy.encode()))
 
-        if path not in DOCS_PATHS:
-
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message = finish(message, policy)
-                await send(message)
-
-            return send_with_headers
-
-        held: list[Message] = []
-        body = bytearray()
-
-        async def send_docs(message: Message) -> None:
-            """Hold the (small) docs page until it is complete, to hash its inline blocks."""
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                held.append(message)
-                return
-            if message["type"] != "http.response.body" or not held:
-                await send(message)
-                return
-            body.extend(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            start = held.pop()
-            headers = [
-                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
-            ]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send(finish({**start, "headers": headers}, docs_policy(bytes(body)).encode()))
-            await send({"type": "http.response.body", "body": bytes(body)})
+                raw = list(message.get("headers", []))
+                present = {name.lower() for name, _ in raw}
+                raw += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": raw}
+            await send(message)
 
-        return send_docs
+        return send_with_headers
 
 
 def open_data(path: str) -> bool:
@@ -288,6 +283,27 @@ def open_data(path: str) -> bool:
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope.get("headers", [])}
+
+
+async def _refuse_websocket(scope: Scope, send: Send, status: int, detail: str) -> None:
+    """An HTTP answer instead of the handshake where the server can send one (uvicorn
+    can), so the page sees 429 or 503 with Retry-After; else a close (403 on the wire)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", b"10"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _preflight(headers: dict[bytes, bytes], send: Send, readable: bool) -> None:

@@ -11,7 +11,9 @@ only the picture's metadata).
 from __future__ import annotations
 
 import base64
+import io
 import logging
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -22,8 +24,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.schema_version import migrate
+from ruuhka.private_files import create_private_database
 
 log = logging.getLogger("ruuhka.snapshots")
+
+# The contract's largest picture (960 wide, 4096 high); Pillow's own bomb limit is
+# 89 million pixels, far more than a camera picture of ours can be.
+MAX_PIXELS = 960 * 4096
+# Pictures waiting to be checked; a camera sends one a minute, so this is only
+# full when something floods the hub: then the newest wait and the rest are dropped.
+CHECK_QUEUE = 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -78,11 +88,45 @@ class Picture:
 
 
 def decode_jpeg(jpeg_b64: str) -> bytes:
-    """The picture's bytes; refuses anything that is not a whole JPEG."""
+    """The picture's bytes; refuses what cannot even look like a whole JPEG (a quick
+    check on the ingest thread; verify_jpeg decodes it, elsewhere)."""
     data = base64.b64decode(jpeg_b64, validate=True)
     if not (data.startswith(b"\xff\xd8\xff") and data.rstrip(b"\x00").endswith(b"\xff\xd9")):
         raise ValueError("not a complete JPEG")
     return data
+
+
+class PictureRejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def verify_jpeg(data: bytes, width: int, height: int) -> None:
+    """Refuse a picture unless it decodes, whole, as a JPEG of the declared size.
+
+    The size is read from the JPEG's header and compared before any pixel is
+    decoded, so a small file that claims a huge picture (a decompression bomb)
+    is refused for the price of reading a header."""
+    from PIL import Image  # here: the configuration imports this module, and needs no Pillow
+
+    if width * height > MAX_PIXELS:
+        raise PictureRejected("too_many_pixels", f"{width}x{height} is over {MAX_PIXELS} pixels")
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            if image.size != (width, height):
+                raise PictureRejected(
+                    "wrong_size",
+                    f"the JPEG is {image.size[0]}x{image.size[1]}, the message says "
+                    f"{width}x{height}",
+                )
+            image.load()  # every pixel: a truncated or corrupt picture fails here
+    except PictureRejected:
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, also before decoding
+        raise PictureRejected("too_many_pixels", str(exc)[:200]) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PictureRejected("not_a_jpeg", str(exc)[:200]) from None
 
 
 def snapshot_path(settings: SnapshotSettings, store_url: str) -> str:
@@ -104,8 +148,7 @@ def ms(when: datetime) -> int:
 
 class SnapshotStore:
     def __init__(self, path: str, history: bool = False, retention_h: float = 24.0) -> None:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
         self.history = history
         self.retention = timedelta(hours=retention_h)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -115,12 +158,39 @@ class SnapshotStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         # Told of every picture saved (hub/renditions.py makes the smaller copies).
         self.listeners: list[Callable[[list[Picture]], None]] = []
+        # Told of every picture refused, with the reason (the hub counts and logs them).
+        self.on_rejected: Callable[[Picture, PictureRejected], None] = _log_rejected
         self._db.executescript(_SCHEMA)
         migrate(self._db, _MIGRATIONS, f"the picture store {path}")
+        self._checks: queue.Queue[Picture | None] = queue.Queue(maxsize=CHECK_QUEUE)
+        self._checker = threading.Thread(target=self._check_pictures, name="pictures", daemon=True)
+        self._checker.start()
 
     @classmethod
     def open(cls, settings: SnapshotSettings, store_url: str) -> SnapshotStore:
         return cls(snapshot_path(settings, store_url), settings.history, settings.retention_h)
+
+    def offer(self, pictures: list[Picture]) -> None:
+        """Keep these if they are what they say they are: decoded and checked on this
+        store's own thread, so ingest never waits for an image decoder."""
+        for picture in pictures:
+            try:
+                self._checks.put_nowait(picture)
+            except queue.Full:
+                self.on_rejected(picture, PictureRejected("busy", "too many pictures to check"))
+
+    def _check_pictures(self) -> None:
+        while (picture := self._checks.get()) is not None:
+            try:
+                verify_jpeg(picture.jpeg, picture.width, picture.height)
+            except PictureRejected as exc:
+                self.on_rejected(picture, exc)
+                continue
+            try:
+                self.save([picture])
+            except Exception:
+                # Only the picture is lost; the next one replaces it anyway.
+                log.exception("could not keep the camera picture of %s", picture.facility)
 
     def save(self, pictures: list[Picture], now: datetime | None = None) -> None:
         """Keep these; drop what is superseded (no history) or past retention."""
@@ -182,5 +252,12 @@ class SnapshotStore:
             return int(self._db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
 
     def close(self) -> None:
+        """After the pictures already offered are checked and kept."""
+        self._checks.put(None)
+        self._checker.join(timeout=10)
         with self._lock:
             self._db.close()
+
+
+def _log_rejected(picture: Picture, rejected: PictureRejected) -> None:
+    log.warning("camera picture from %s refused: %s", picture.source, rejected)

@@ -25,6 +25,7 @@ SCRIPTS = {
     "fit-profiles": "fit_profiles.py",
     "pages": "pages.py",
     "lighthouse": "lighthouse.py",
+    "attack": "attack.py",
 }
 
 

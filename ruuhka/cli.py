@@ -16,18 +16,28 @@ from ruuhka.settings import ConfigError, load_settings
 
 
 def _hub(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from hub.app import create_app
     from hub.config import HubSettings
+    from hub.connections import Connections, Trusted, effective, protocols
 
     settings = load_settings(HubSettings, args.config)
     protect(args.config, settings)
+    limits = effective(settings.http)
+    # The peers uvicorn trusts for X-Forwarded-For (its own default: loopback).
+    trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    http, ws = protocols(Connections(limits, Trusted(trusted)))
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, limits),
         host=settings.http.host,
         port=settings.http.port,
         log_level="info" if args.verbose else "warning",
+        http=http,
+        ws=ws,
+        forwarded_allow_ips=trusted,
         ws_max_size=64 * 1024,
         # A live update is rendered once for all clients; per-message deflate would
         # compress it again for every browser (CPU per client per message).

@@ -100,12 +100,18 @@ class HubProcess:
     ``env`` (e.g. :func:`faketime_env`) replaces its environment."""
 
     def __init__(
-        self, config: Path, port: int, log: Path, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+        open_files: int | None = None,
     ) -> None:
         self.config = config
         self.port = port
         self.log = log
         self.env = env
+        self.open_files = open_files  # as `ulimit -n N` before starting it
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,9 +125,15 @@ class HubProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                preexec_fn=self._limit if self.open_files else None,
             )
         wait_for(self._connected, 15, "the hub to connect to the broker")
         return self
+
+    def _limit(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def _connected(self) -> bool:
         assert self.process is not None

@@ -29,7 +29,8 @@ CREW_HUB_CONFIG = (
 db = "sqlite:///{crew_db}"
 session_lifetime_s = {session_lifetime_s}
 max_failures = 3
-lockout_s = 3
+first_delay_s = 5
+max_delay_s = 10
 ip_max_failures = 6
 failure_window_s = 600
 condition_ttl_s = {{ carpet_washing = 3 }}

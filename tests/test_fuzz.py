@@ -49,6 +49,7 @@ from ruuhka.contract import (
     parse_topic,
 )
 from tests.conftest import HUB_CONFIG, HubProcess
+from tests.crew_support import add_crew, ruuhka_crew
 
 FUZZ_PAYLOADS = int(os.environ.get("RUUHKA_FUZZ_PAYLOADS", "10000"))
 MAX_PAYLOAD_BYTES = 4096
@@ -462,12 +463,14 @@ def test_a_counter_that_keeps_restarting_at_huge_values_cannot_overflow(tmp_path
 # The HTTP API, from its OpenAPI schema ----------------------------------------------
 
 API_RESULTS: Counter[str] = Counter()  # by generation mode and status class
+API_TOKEN: list[str] = []
 API_BY_OPERATION: Counter[str] = Counter()  # by operation and status
 
 
 @pytest.fixture(scope="module")
 def api_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """The real hub process, with crews on, limits high enough not to answer 429."""
+    """The real hub process, with crews on, limits high enough not to answer 429, and
+    a crew's API token in ``API_TOKEN`` so that the crew's operations are reached too."""
     tmp = tmp_path_factory.mktemp("api")
     port = free_port()
     config = tmp / "hub.toml"
@@ -480,6 +483,10 @@ def api_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         )
         text = text.replace("[http]\n", "[http]\napi_rate_per_s = 100000\napi_burst = 100000\n")
         config.write_text(text, encoding="utf-8")
+        add_crew(config, "fuzzer", "--all")
+        made = ruuhka_crew(config, "token", "fuzzer", "schemathesis")
+        assert made.returncode == 0, made.stderr
+        API_TOKEN[:] = [made.stdout.strip()]
         hub = HubProcess(config, port, tmp / "hub.log").start()
         try:
             yield hub
@@ -537,6 +544,7 @@ def test_the_api_never_answers_5xx(api_hub: HubProcess, mode: schemathesis.Gener
     assert len(operations) >= 5
     failures = []
     with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {API_TOKEN[0]}"
         for operation in operations:
             runs: list[tuple[dict[str, str] | None, int]] = [(None, API_CASES_PER_OPERATION)]
             if "{facility_id}" in operation.path:
@@ -546,3 +554,79 @@ def test_the_api_never_answers_5xx(api_hub: HubProcess, mode: schemathesis.Gener
                 if failure:
                     failures.append(failure)
     assert not failures, "\n\n".join(failures)
+
+
+# Values at the edges, in every parameter of every operation: what schemathesis' own
+# generation rarely hits. Dates at and past the ends of what the stores keep (and
+# ones that cannot be put in UTC), integers past 64 bits, digits that are not ASCII.
+EDGE_VALUES = (
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "1677-09-21T00:12:43.145224191Z",
+    "2262-04-11T23:47:16.854775807Z",
+    "1899-12-31T23:59:59Z",
+    "2200-01-01T00:00:00Z",
+    str(2**63 - 1),
+    str(2**63),
+    str(-(2**63) - 1),
+    "9" * 30,
+    "1e309",
+    "NaN",
+    "\u00b2",  # superscript two: str.isdigit() says yes, int() says no
+    "\u0663",  # Arabic-Indic three
+    "\uff11\uff12",  # fullwidth one two
+    "\U0001d7d7",  # mathematical bold nine
+)
+
+
+def edge_cases(operation: schemathesis.APIOperation) -> Iterator[schemathesis.Case]:
+    """The operation with one parameter (or the body's time) at a time set to each value."""
+    path = {p.name: "1" if p.name == "entry_id" else "pool" for p in operation.path_parameters}
+    required = {p.name: "pool" for p in operation.query if p.is_required}  # ?facility=
+    method = operation.method.upper()
+    body: dict[str, Any] | None = {
+        "POST": {"facility": "pool", "action": "opened"},
+        "PATCH": {},
+    }.get(method)
+    for value in EDGE_VALUES:
+        for parameter in operation.iter_parameters():
+            if parameter.location.value == "path":
+                yield make_case(operation, {**path, parameter.name: value}, None, body)
+            elif parameter.location.value == "query":
+                yield make_case(operation, path, {**required, parameter.name: value}, body)
+        if body is not None:
+            yield make_case(operation, path, required, {**body, "performed_at": value})
+
+
+def make_case(
+    operation: schemathesis.APIOperation,
+    path: dict[str, str],
+    query: dict[str, str] | None,
+    body: dict[str, Any] | None,
+) -> schemathesis.Case:
+    if body is None:
+        return operation.Case(path_parameters=path, query=query)
+    return operation.Case(
+        path_parameters=path, query=query, body=body, media_type="application/json"
+    )
+
+
+def test_edge_values_in_any_parameter_are_never_a_server_error(api_hub: HubProcess) -> None:
+    schema = schemathesis.openapi.from_url(api_hub.url + "/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    answered: Counter[int] = Counter()
+    failures = []
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {API_TOKEN[0]}"
+        for operation in operations:
+            for case in edge_cases(operation):
+                response = case.call(session=session, timeout=10)
+                answered[response.status_code] += 1
+                if response.status_code >= 500:
+                    failures.append(
+                        f"{operation.label} {case.path_parameters} {case.query} {case.body}: "
+                        f"{response.status_code} {response.text[:200]}"
+                    )
+    print(f"\nedge values: {sum(answered.values())} requests, {dict(answered)}")
+    assert answered[400] and answered[422] and sum(answered.values()) > 400
+    assert not failures, "\n".join(failures)

@@ -94,6 +94,16 @@ def test_history_as_csv(history_hub: HubProcess) -> None:
         ("from=2026-11-01T00:00:00", "has no time zone"),
         ("every=soon", "not an interval"),
         ("format=xml", "neither json nor csv"),
+        # Dates no store keeps, even ones that cannot be put in UTC at all.
+        ("from=0001-01-01T00:00:00%2B01:00", "outside the years 1900-2199"),
+        ("to=9999-12-31T23:59:59-01:00", "outside the years 1900-2199"),
+        ("from=1677-09-20T00:00:00Z&to=1677-09-22T00:00:00Z", "outside the years 1900-2199"),
+        ("from=2262-04-10T00:00:00Z&to=2262-04-12T00:00:00Z", "outside the years 1900-2199"),
+        ("to=1900-01-01T00:00:00%2B00:01", "outside the years 1900-2199"),
+        ("every=999999999d", "at most 400 days"),
+        ("every=%D9%A3h", "not an interval"),  # an Arabic-Indic digit three
+        ("every=%C2%B2m", "not an interval"),  # a superscript two
+        ("from=%D9%A2%D9%A0%D9%A2%D9%A6-11-01T00:00:00Z", "not an RFC 3339 time"),
     ],
 )
 def test_bad_parameters_get_a_clear_400(history_hub: HubProcess, query: str, message: str) -> None:

@@ -16,11 +16,20 @@ from prometheus_client import generate_latest
 
 from hub.metrics import Metrics
 from hub.state import Tracker
-from hub.store import DeviceStatus, Record, SavedState, Store, StoreURLError, open_store
+from hub.store import (
+    EARLIEST,
+    LATEST,
+    DeviceStatus,
+    Record,
+    SavedState,
+    Store,
+    StoreURLError,
+    open_store,
+)
 from hub.store.influx import InfluxStore, StoreWriteError, parse_influx_url, reading_time_ns
 from ruuhka.broker import Broker, free_port
 from ruuhka.contract import FacilityState
-from tests.conftest import HUB_CONFIG, HubProcess, mosquitto_pub, wait_for
+from tests.conftest import HUB_CONFIG, HubProcess, http_get, mosquitto_pub, wait_for
 from tests.tsdb import Server, influxdb_server, victoria_metrics_server
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -171,6 +180,24 @@ def test_history_aggregates_per_interval(store: Store) -> None:
     assert carpets.people_avg == pytest.approx(2.0)
     assert carpets.spots_in_use_avg == pytest.approx(1.5)
     assert buckets[0].spots_in_use_avg is None
+
+
+def test_both_ends_of_the_time_range_can_be_asked_about(store: Store) -> None:
+    """The history API admits EARLIEST..LATEST with intervals up to 400 days; every
+    store answers there, and with the same: the readings at its edges."""
+    year = timedelta(days=400)
+    every = int(year.total_seconds())
+    first = EARLIEST + timedelta(days=1)
+    last = LATEST - timedelta(days=1)
+    store.commit(
+        [record(1, at=first), record(2, at=last)],
+        [saved("pool", 5, first, 1), saved("pool", 7, last, 2)],
+        [],
+    )
+    early = store.history("pool", EARLIEST, EARLIEST + year, every)
+    late = store.history("pool", LATEST - year, LATEST, every)
+    assert [(b.samples, b.occupancy_max) for b in early + late] == [(1, 5), (1, 7)]
+    assert early[0].start <= first and late[0].start <= last
 
 
 def test_device_status_keeps_what_a_later_report_leaves_out(store: Store) -> None:
@@ -356,6 +383,10 @@ def test_the_hub_runs_on_influxdb_and_restarts_where_it_stopped(
         # A point per committed batch: readings that arrive together make one.
         assert 2 <= sum(b["samples"] for b in body["buckets"]) <= 4
         assert max(b["occupancy_max"] for b in body["buckets"]) == 18
+        # Out of InfluxDB's range: the same 400 as on SQLite (tests/test_history_api.py).
+        for query in ("from=1677-01-01T00:00:00Z", "to=2263-01-01T00:00:00Z"):
+            status, text = http_get(f"{hub.url}/api/v1/facilities/pool/history?{query}")
+            assert status == 400 and "outside the years" in json.loads(text)["detail"], text
     finally:
         hub.stop()
     store = open_store(_influx_url(influxdb, db))

@@ -29,6 +29,7 @@ from tests.web_support import (
     RINK_STALE_AFTER_S,
     Seq,
     count,
+    picture_kept,
     publish,
     rink,
     snapshot,
@@ -271,6 +272,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Hub
         publish(broker, CAMERA, snapshot(1, people=3))
         wait_for(lambda: hub.facility("pool")["occupancy"] == 74, 10, "the gate reading")
         wait_for(lambda: hub.facility("carpets")["people"] == 3, 10, "the camera count")
+        wait_for(lambda: picture_kept(hub), 10, "the camera picture")
         yield running
 
 

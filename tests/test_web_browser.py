@@ -30,6 +30,7 @@ from tests.web_support import (
     SENSOR,
     Seq,
     count,
+    picture_kept,
     publish,
     rink,
     snapshot,
@@ -91,6 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         publish(broker, CAMERA, snapshot(running.seq("cam"), people=3))
         wait_for(lambda: hub.facility("pool")["occupancy"] == 62, 10, "the pool reading")
         wait_for(lambda: hub.facility("carpets")["people"] == 3, 10, "the camera count")
+        wait_for(lambda: picture_kept(hub), 10, "the camera picture")
         yield running
 
 
@@ -546,3 +548,30 @@ def test_a_policy_violation_is_seen(site: Site, context: BrowserContext) -> None
     assert page.evaluate("window.ran") is None
     assert "Content Security Policy" in site.console_errors[0], site.console_errors
     site.console_errors.clear()
+
+
+def test_the_api_docs_render_under_the_hub_s_policy(site: Site, context: BrowserContext) -> None:
+    """Swagger UI and ReDoc from the hub's own files, with no CSP report (the autouse
+    check) and nothing fetched from anywhere else."""
+    # ReDoc's sidebar shows its maker's logo from their server; the policy refuses it.
+    page = site.page(context, expected=r"Loading the image 'https://cdn\.redoc\.ly/")
+    elsewhere: list[str] = []
+    page.on(
+        "requestfinished",
+        lambda r: (
+            None
+            if r.url.startswith((site.hub.url, "blob:" + site.hub.url))
+            else elsewhere.append(r.url)
+        ),
+    )
+    page.goto(site.hub.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert "/api/v1/facilities/{facility_id}/history" in page.inner_text("#swagger-ui")
+    page.goto(site.hub.url + "/redoc")
+    page.wait_for_selector("h1", timeout=20_000)
+    page.wait_for_function(
+        "() => document.body.innerText.includes('/api/v1/facilities/{facility_id}/history')",
+        timeout=20_000,
+    )
+    assert "Ruuhka open data API" in page.inner_text("h1")
+    assert elsewhere == []

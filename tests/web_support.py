@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -182,3 +184,14 @@ def web_hub(base: Path) -> Iterator[tuple[Broker, HubProcess]]:
 
 def publish(broker: Broker, topic: str, payload: str) -> None:
     mosquitto_pub(broker, topic, payload)
+
+
+def picture_kept(hub: HubProcess, facility: str = "carpets") -> bool:
+    """The camera's picture is checked on the hub's picture thread, after its count has
+    gone out: a page rendered before that has the count but not yet the picture."""
+    request = urllib.request.Request(f"{hub.url}/api/v1/facilities/{facility}/snapshot.jpg")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status == 200
+    except urllib.error.HTTPError:
+        return False

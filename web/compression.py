@@ -22,8 +22,8 @@ def carries_secret(path: str) -> bool:
 
 
 class Compression:
-    """ASGI middleware; it must wrap the security middleware, which reads the
-    (uncompressed) docs pages to hash their inline blocks."""
+    """ASGI middleware, outside the security middleware (whose 413 and 429 answers
+    are small anyway)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.crew.accounts import MAX_PASSWORD, LoginResult
 from hub.crew.auth import (
+    DEVICE_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Caller,
@@ -43,6 +45,10 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 AGO_MINUTES = (0, 15, 30, 60, 120, 180, 360, 720, 1440)
+# What the page's own links and forms send: plain ASCII digits of a sensible length
+# (str.isdigit() admits "²", which int() refuses).
+ENTRY_ID = re.compile(r"[0-9]{1,18}")
+MINUTES = re.compile(r"[0-9]{1,5}")
 MAX_FORM = 16 * 1024
 
 
@@ -133,9 +139,9 @@ def crew_page(request: Request, lang: str | None = Query(default=None)) -> Respo
     caller = authenticate(request, svc, datetime.now(UTC))
     if caller is None or caller.session is None:
         return RedirectResponse(f"/crew/login?lang={language}", status_code=303)
-    done = request.query_params.get("done")
+    done = request.query_params.get("done", "")
     flash = None
-    if done and done.isdigit():
+    if ENTRY_ID.fullmatch(done):
         entry = svc.log.get(int(done))
         if entry is not None and entry.logged_by == caller.crew.name:
             flash = translations(language).gettext("Saved.")
@@ -162,6 +168,14 @@ def _login_page(
     return _no_store(response)
 
 
+async def _login_page_off_loop(
+    request: Request, svc: CrewService, lang: str, error: str, status_code: int
+) -> Response:
+    """Rendered on a worker thread: a flood of refused logins must not hold up the
+    event loop that serves everyone else."""
+    return await run_in_threadpool(_login_page, request, svc, lang, error, status_code)
+
+
 @router.get("/crew/sw.js")
 def service_worker() -> Response:
     """The crew page's service worker, served from /crew so that it may control /crew."""
@@ -186,28 +200,36 @@ async def login(request: Request, lang: str | None = Query(default=None)) -> Res
     form = await _form(request)
     if not same_origin(request) or not login_csrf_ok(request, form.get("csrf")):
         svc.metrics.csrf_rejected.inc()
-        return _login_page(
+        return await _login_page_off_loop(
             request, svc, language, gettext("The form expired. Please log in again."), 403
         )
     name = form.get("name", "")
     password = form.get("password", "")[: MAX_PASSWORD + 1]
     address = request.client.host if request.client else "unknown"
-    now = datetime.now(UTC)
-    outcome = await run_in_threadpool(svc.accounts.login, name, password, address, now)
+    device = request.cookies.get(DEVICE_COOKIE)
+    outcome = await svc.login(name, password, address, device, datetime.now(UTC))
     svc.metrics.logins.labels(outcome.result.value).inc()
     if outcome.result is LoginResult.OK and outcome.crew is not None:
-        token, _ = await run_in_threadpool(svc.sessions.create, outcome.crew, now)
+        token, _ = await run_in_threadpool(svc.sessions.create, outcome.crew, datetime.now(UTC))
         response = RedirectResponse(f"/crew?lang={language}", status_code=303)
         set_cookie(response, request, svc, SESSION_COOKIE, token, svc.settings.session_lifetime_s)
+        if outcome.device_token:
+            set_cookie(response, request, svc, DEVICE_COOKIE, outcome.device_token,
+                       svc.settings.known_device_s, path="/crew/login")  # fmt: skip
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/crew/login")
         return response
     if outcome.result is LoginResult.WRONG:
-        return _login_page(request, svc, language, gettext("Wrong user name or password."), 401)
-    minutes = max(1, -(-outcome.retry_after_s // 60))
-    message = gettext("Too many attempts. Try again in {minutes} min.").replace(
-        "{minutes}", str(minutes)
-    )
-    response = _login_page(request, svc, language, message, 429)
+        message = gettext("Wrong user name or password.")
+        return await _login_page_off_loop(request, svc, language, message, 401)
+    if outcome.result is LoginResult.BUSY:
+        message = gettext("Many logins are being checked right now. Try again in a moment.")
+        response = await _login_page_off_loop(request, svc, language, message, 503)
+    else:
+        minutes = max(1, -(-outcome.retry_after_s // 60))
+        message = gettext("Too many attempts. Try again in {minutes} min.").replace(
+            "{minutes}", str(minutes)
+        )
+        response = await _login_page_off_loop(request, svc, language, message, 429)
     response.headers["Retry-After"] = str(outcome.retry_after_s)
     return response
 
@@ -234,7 +256,7 @@ def _form_entry(form: dict[str, str], now: datetime, svc: CrewService) -> dict[s
     if at:
         with contextlib.suppress(ValueError):
             performed = datetime.fromisoformat(at).replace(tzinfo=zone).isoformat()
-    elif ago.isdigit() and len(ago) <= 5:
+    elif MINUTES.fullmatch(ago):
         performed = (now - timedelta(minutes=int(ago))).isoformat()
     else:
         performed = ago

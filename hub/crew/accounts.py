@@ -1,10 +1,9 @@
-"""Crew accounts: argon2-hashed passwords, scopes, login throttling, API tokens.
+"""Crew accounts: argon2-hashed passwords, scopes, API tokens.
 
 A crew is scoped to facilities (``facility:ID``), to a team of facilities named
 in the configuration (``team:NAME``), or to the whole municipality (``*``, every
-facility of this hub). Wrong passwords lock the account for a while and, counted
-per address, throttle whoever is guessing; both are kept in the database, so a
-restart or another replica does not reset them.
+facility of this hub). Who may try a password, and when, is decided before it
+is checked (hub/crew/throttle.py); checks run a few at a time (hub/crew/checks.py).
 """
 
 from __future__ import annotations
@@ -59,8 +58,9 @@ class Crew:
 class LoginResult(StrEnum):
     OK = "ok"
     WRONG = "wrong"
-    LOCKED = "locked"
-    RATE_LIMITED = "rate_limited"
+    RATE_LIMITED = "rate_limited"  # its address tried too many wrong passwords
+    DELAYED = "delayed"  # the account had wrong passwords: this try must wait
+    BUSY = "busy"  # too many passwords being checked at once
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class LoginOutcome:
     result: LoginResult
     crew: Crew | None = None
     retry_after_s: int = 0
+    device_token: str | None = None
 
 
 def check_name(name: str) -> str:
@@ -135,7 +136,11 @@ class Accounts:
                 (hashed, ms(now), row[0]),
             )
             db.execute("DELETE FROM sessions WHERE crew_id = ?", (row[0],))
-            db.execute("DELETE FROM lockouts WHERE key = ?", (_account_key(name),))
+            # Wrong passwords counted against the old one no longer make anyone wait.
+            db.execute(
+                "DELETE FROM login_failures WHERE key = ? OR substr(key, 1, ?) = ?",
+                ("crew:" + name, len(name) + 6, "crew:" + name + "|"),
+            )
 
     def set_scope(self, name: str, scope: list[str]) -> None:
         if not scope:
@@ -165,74 +170,30 @@ class Accounts:
             rows = db.execute("SELECT id, name, scope FROM crews ORDER BY name").fetchall()
         return [crew_from_row(row) for row in rows]
 
-    # --- logging in -----------------------------------------------------------
+    # --- checking a password (hub/crew/throttle.py decides whether it may be tried) ---
 
-    def login(self, name: str, password: str, address: str, now: datetime) -> LoginOutcome:
-        """Check a password, counting failures per account and per address."""
-        name = name.strip().lower()[:64]
-        now_ms = ms(now)
-        window_start = now_ms - self.settings.failure_window_s * 1000
-        ip_key, account_key = _address_key(address), _account_key(name)
-        with self.db.read() as db:
-            ip_failures = db.execute(
-                "SELECT COUNT(*), MIN(at_ms) FROM login_failures WHERE key = ? AND at_ms > ?",
-                (ip_key, window_start),
-            ).fetchone()
-            locked = db.execute(
-                "SELECT until_ms FROM lockouts WHERE key = ? AND until_ms > ?",
-                (account_key, now_ms),
-            ).fetchone()
-            row = db.execute(
-                "SELECT id, name, scope, password_hash FROM crews WHERE name = ?", (name,)
-            ).fetchone()
-        if ip_failures[0] >= self.settings.ip_max_failures:
-            retry = ip_failures[1] + self.settings.failure_window_s * 1000 - now_ms
-            return LoginOutcome(LoginResult.RATE_LIMITED, retry_after_s=_seconds(retry))
-        if locked:
-            return LoginOutcome(LoginResult.LOCKED, retry_after_s=_seconds(locked[0] - now_ms))
-        if len(password) > MAX_PASSWORD or not self._verify(row[3] if row else None, password):
-            return self._failed(ip_key, account_key, now_ms, window_start)
-        crew = crew_from_row(row[:3])
-        with self.db.write() as db:
-            db.execute("DELETE FROM login_failures WHERE key = ?", (account_key,))
-            if self.hasher.check_needs_rehash(row[3]):
-                db.execute(
-                    "UPDATE crews SET password_hash = ? WHERE id = ?",
-                    (self.hasher.hash(password), crew.id),
-                )
-        return LoginOutcome(LoginResult.OK, crew)
-
-    def _verify(self, hashed: str | None, password: str) -> bool:
+    def verify(self, hashed: str | None, password: str) -> tuple[bool, str | None]:
+        """Whether the password is right, and its new hash when the stored one uses
+        older costs. An unknown name (``hashed`` None) costs the same time, so
+        timing does not tell names apart."""
         known = hashed is not None
         if hashed is None:
-            # Spend the same time on an unknown name, so timing does not tell names apart.
             if self._dummy_hash is None:
                 self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
             hashed = self._dummy_hash
+        if len(password) > MAX_PASSWORD:
+            return False, None
         try:
-            return bool(self.hasher.verify(hashed, password)) and known
+            ok = bool(self.hasher.verify(hashed, password)) and known
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
+            return False, None
+        if ok and self.hasher.check_needs_rehash(hashed):
+            return True, self.hasher.hash(password)
+        return ok, None
 
-    def _failed(self, ip_key: str, account_key: str, now_ms: int, window: int) -> LoginOutcome:
+    def rehash(self, crew_id: int, hashed: str) -> None:
         with self.db.write() as db:
-            db.execute("DELETE FROM login_failures WHERE at_ms <= ?", (window,))
-            db.execute("DELETE FROM lockouts WHERE until_ms <= ?", (now_ms,))
-            db.executemany(
-                "INSERT INTO login_failures (key, at_ms) VALUES (?, ?)",
-                [(ip_key, now_ms), (account_key, now_ms)],
-            )
-            count = db.execute(
-                "SELECT COUNT(*) FROM login_failures WHERE key = ?", (account_key,)
-            ).fetchone()[0]
-            if count >= self.settings.max_failures:
-                until = now_ms + self.settings.lockout_s * 1000
-                db.execute(
-                    "INSERT OR REPLACE INTO lockouts (key, until_ms) VALUES (?, ?)",
-                    (account_key, until),
-                )
-                db.execute("DELETE FROM login_failures WHERE key = ?", (account_key,))
-        return LoginOutcome(LoginResult.WRONG)
+            db.execute("UPDATE crews SET password_hash = ? WHERE id = ?", (hashed, crew_id))
 
     # --- API tokens for integrations -------------------------------------------
 
@@ -297,15 +258,3 @@ class Accounts:
 
 def crew_from_row(row: tuple[int, str, str]) -> Crew:
     return Crew(int(row[0]), row[1], tuple(json.loads(row[2])))
-
-
-def _account_key(name: str) -> str:
-    return "crew:" + name
-
-
-def _address_key(address: str) -> str:
-    return "ip:" + address
-
-
-def _seconds(ms_left: int) -> int:
-    return max(1, -(-ms_left // 1000))

@@ -22,6 +22,9 @@ from hub.crew.sessions import Session
 
 SESSION_COOKIE = "ruuhka_crew"
 LOGIN_CSRF_COOKIE = "ruuhka_login_csrf"
+# Set by a successful login, sent back only to the login form: this browser is
+# known to the account (hub/crew/throttle.py).
+DEVICE_COOKIE = "ruuhka_device"
 CSRF_HEADER = "x-csrf-token"
 
 

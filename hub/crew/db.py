@@ -2,7 +2,7 @@
 
 Every hub replica and the ``ruuhka crew`` command open the same file; WAL and a
 busy timeout let them write side by side, and nothing is cached that another
-process could change (sessions and lockouts are read on every request).
+process could change (sessions and login counts are read on every request).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ruuhka.private_files import create_private_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS crews (
@@ -43,10 +45,13 @@ CREATE TABLE IF NOT EXISTS login_failures (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_failures_by_key ON login_failures (key, at_ms);
-CREATE TABLE IF NOT EXISTS lockouts (
-    key TEXT PRIMARY KEY,
-    until_ms INTEGER NOT NULL
-);
+CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (at_ms);
+CREATE TABLE IF NOT EXISTS known_logins (
+    crew_id INTEGER NOT NULL REFERENCES crews (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    last_ok_ms INTEGER NOT NULL,
+    PRIMARY KEY (crew_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY,
     facility TEXT NOT NULL,
@@ -95,8 +100,7 @@ class CrewDB:
     """A connection shared by the threads of one process, serialised by a lock."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -9,8 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from hub.config import Facility
 from hub.crew import vocabulary
@@ -20,7 +28,7 @@ from hub.crew.maintenance import Change, Entry, EntryError, Revision
 from hub.crew.service import CrewService, latest_for
 from hub.crew.vocabulary import Quality, usual
 from hub.facilities import present
-from hub.store import DeviceStatus
+from hub.store import DeviceStatus, in_range
 from ruuhka.contract import FacilityState
 from web.i18n import negotiate, translations
 from web.messages import CREW_QUALITIES
@@ -34,11 +42,14 @@ MAX_BODY = 16 * 1024
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """In UTC; a date so far out that it cannot be is refused, not a server error."""
-    try:
-        return value.astimezone(UTC) if value is not None else None
-    except OverflowError:
-        raise ValueError("date out of range") from None
+    """In UTC; a date so far out that no store keeps it is refused, not a server error."""
+    return in_range(value) if value is not None else None
+
+
+# A time in a query: in UTC and within what the stores keep, or a 422 that says so.
+QueryTime = Annotated[AwareDatetime, AfterValidator(in_range)]
+# Ids are SQLite integers: a larger number names nothing (404 rather than an overflow).
+EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The entry's id.")]
 
 
 class EntryIn(BaseModel):
@@ -313,7 +324,7 @@ def post_entry(
 )
 def correct_entry(
     request: Request,
-    entry_id: int,
+    entry_id: EntryId,
     body: Annotated[CorrectionIn, Depends(correction_body)],
     lang: str | None = LangQuery,
 ) -> CrewEntryOut:
@@ -462,7 +473,7 @@ def maintenance_history(
     request: Request,
     facility_id: str,
     action: str | None = Query(default=None, max_length=40, description="e.g. iced"),
-    before: Annotated[AwareDatetime | None, Query(description="Work done before this.")] = None,
+    before: Annotated[QueryTime | None, Query(description="Work done before this.")] = None,
     limit: int = Query(default=100, ge=1, le=1000),
     lang: str | None = LangQuery,
 ) -> list[PublicEntryOut]:

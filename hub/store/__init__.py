@@ -10,12 +10,30 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.config import StoreSettings
 from hub.state import Tracker
 from ruuhka.contract import FacilityState
+
+# The times every store can keep and be asked about: InfluxDB counts nanoseconds
+# in 64 bits (1677-09-21 to 2262-04-11), with room to spare for intervals aligned
+# to whole days. A time outside is refused where it comes in, so the stores agree.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def in_range(when: datetime) -> datetime:
+    """``when`` in UTC; ValueError when it is outside EARLIEST..LATEST (or outside what
+    Python can represent in UTC at all, as year 1 at +01:00 is)."""
+    try:
+        utc = when.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"outside the years {EARLIEST.year}-{LATEST.year - 1}")
+    return utc
 
 
 @dataclass

@@ -12,6 +12,7 @@ from hub.schema_version import migrate
 from hub.state import Tracker
 from hub.store import DeviceStatus, HistoryBucket, Record, SavedState, Store, StoreURLError
 from ruuhka.contract import FacilityState
+from ruuhka.private_files import create_private_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -66,8 +67,7 @@ def _from_ms(ms: int) -> datetime:
 
 class SQLiteStore(Store):
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         # First, so that replicas opening one file together wait instead of failing.
@@ -188,11 +188,13 @@ class SQLiteStore(Store):
         every_ms = every_s * 1000
         with self._lock:
             rows = self._db.execute(
-                "SELECT (ts_ms / ?) * ? AS bucket, COUNT(*), AVG(occupancy), MAX(occupancy), "
-                "AVG(ice_temp_c), AVG(air_temp_c), AVG(people), AVG(spots_in_use) "
-                "FROM facility_series "
+                # Buckets start at whole multiples of the interval since 1970, as InfluxDB's
+                # do; SQLite's / and % truncate toward zero, so before 1970 floor by hand.
+                "SELECT ts_ms - ((ts_ms % ?) + ?) % ? AS bucket, COUNT(*), AVG(occupancy), "
+                "MAX(occupancy), AVG(ice_temp_c), AVG(air_temp_c), AVG(people), "
+                "AVG(spots_in_use) FROM facility_series "
                 "WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY bucket ORDER BY bucket",
-                (every_ms, every_ms, facility, _ms(start), _ms(end)),
+                (every_ms, every_ms, every_ms, facility, _ms(start), _ms(end)),
             ).fetchall()
         return [
             HistoryBucket(_from_ms(bucket), n, occ, occ_max, ice, air, people, spots)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import history
@@ -109,10 +109,17 @@ def get_contract() -> dict[str, Any]:
 
 
 @router.get("/healthz", tags=["operations"])
-def healthz(request: Request) -> dict[str, Any]:
+def healthz(request: Request) -> JSONResponse:
+    """Readiness: 503 while this hub cannot take readings (its ingest worker is not
+    running, or its store cannot be written). The broker's state is reported, not
+    judged: a broker outage would otherwise take every replica out at once."""
     hub = request.app.state.hub
     connected = bool(hub.metrics.mqtt_connected._value.get())
-    return {"status": "ok", "mqtt_connected": connected}
+    problems = hub.ingest.problems()
+    body = {"status": "unavailable" if problems else "ok", "mqtt_connected": connected}
+    if problems:
+        body["reasons"] = problems
+    return JSONResponse(body, status_code=503 if problems else 200)
 
 
 @router.get("/metrics", tags=["operations"], response_class=Response)

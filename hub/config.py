@@ -257,6 +257,11 @@ class IngestSettings(_Strict):
         default=1000, ge=1, le=65535, description="Unacknowledged readings in flight."
     )
     max_clock_skew_s: PositiveInt = 300
+    max_seq_jump: PositiveInt = Field(
+        default=1_000_000,
+        description="A reading whose seq is more than this ahead of the device's last is "
+        "refused (seq_jump): stored, it would hold back every later reading as out of order.",
+    )
     shared_group: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",

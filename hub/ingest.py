@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
@@ -48,6 +49,8 @@ from ruuhka.settings import MqttSettings
 
 log = logging.getLogger("ruuhka.ingest")
 
+T = TypeVar("T")
+
 DEVICE_SUBSCRIPTION = TOPIC_ROOT + "/devices/#"
 STATE_SUBSCRIPTION = TOPIC_ROOT + "/facilities/+/state"
 _STATE_PREFIX = TOPIC_ROOT + "/facilities/"
@@ -60,6 +63,8 @@ class Message:
     mid: int
     qos: int
     received_at: datetime
+    # Sent because the hub subscribed, not because the device published just now.
+    retained: bool = False
 
 
 class RejectLog:
@@ -139,6 +144,7 @@ class Ingest:
         self._queue: queue.Queue[Message] = queue.Queue()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self.store_failing = False
         self._max_seq = store.max_seqs()
         saved = store.load_states()
         self.derivers: dict[str, FacilityDeriver] = {}
@@ -179,6 +185,17 @@ class Ingest:
             receive_maximum=self.settings.ingest.receive_maximum,
         )
 
+    def problems(self) -> list[str]:
+        """Why this hub should not get traffic now (empty when it should).
+
+        A broker outage is not among them: it would take every replica out at once."""
+        reasons = []
+        if not self._worker.is_alive():
+            reasons.append("the ingest worker is not running")
+        if self.store_failing:
+            reasons.append("the store cannot be written")
+        return reasons
+
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect; the rest stays at the broker."""
         self._stop.set()
@@ -206,7 +223,9 @@ class Ingest:
             self._on_state_message(msg)
             client.ack(msg.mid, msg.qos)
             return
-        self._queue.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC)))
+        self._queue.put(
+            Message(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC), bool(msg.retain))
+        )
         self.metrics.queue_depth.inc()
 
     def _on_state_message(self, msg: mqtt.MQTTMessage) -> None:
@@ -237,14 +256,42 @@ class Ingest:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._process(batch)
+            self._process_guarded(batch)
             self.metrics.queue_depth.dec(len(batch))
+
+    def _process_guarded(self, batch: list[Message]) -> None:
+        """No message may stop the worker: when a batch fails for a reason the
+        checks did not foresee, its messages go through again one at a time, and
+        the one that still fails is counted, logged and acknowledged."""
+        try:
+            self._process(batch)
+            return
+        except Exception:
+            if self._stop.is_set():
+                return  # the store commit gave up because the hub is stopping
+            self.metrics.worker_errors.inc()
+            log.exception("ingest failed on a batch of %d; retrying one by one", len(batch))
+        for msg in batch:
+            try:
+                self._process([msg])
+            except Exception:
+                if self._stop.is_set():
+                    return
+                self.metrics.rejected.labels("internal_error").inc()
+                log.exception(
+                    "dropped a message from %s that ingest cannot handle", _sender(msg.topic)
+                )
+                self.client.ack(msg.mid, msg.qos)
 
     def _validate(self, msg: Message) -> tuple[str, Stream, Reading]:
         try:
             device, stream = parse_topic(msg.topic)
         except TopicError as exc:
             raise Rejected("bad_topic", str(exc)) from None
+        if msg.retained and stream != Stream.STATUS:
+            # Only status is retained by design; a retained reading would come back
+            # on every subscribe, after a wiped session and a revoked account.
+            raise Rejected("retained", f"{stream.value} published with the retain flag")
         limit = (
             self.settings.ingest.max_image_payload_bytes
             if stream == Stream.SNAPSHOT
@@ -267,6 +314,15 @@ class Ingest:
         if device not in self.router.devices:
             raise Rejected("unknown_device", f"{device!r} is not in the hub's configuration")
         return device, stream, reading
+
+    def _seq_jump(self, device: str, seq: int, previous: int | None) -> bool:
+        """A seq far ahead of the device's last would hold back every later reading
+        as out of order; a device that has never been seen sets its own start."""
+        if previous is None or seq <= previous + self.settings.ingest.max_seq_jump:
+            return False
+        self.metrics.rejected.labels("seq_jump").inc()
+        self.reject_log.warn(device, "seq_jump", f"seq {seq} after {previous}")
+        return True
 
     def _effective_time(
         self, reading: Reading, received_at: datetime
@@ -297,7 +353,8 @@ class Ingest:
                 continue
             valid.append((msg, device, stream, reading))
 
-        known = self.store.known([(device, r.seq) for _, device, _, r in valid])
+        keys = [(device, r.seq) for _, device, _, r in valid]
+        known = self._retrying("read", lambda: self.store.known(keys))
         records: list[Record] = []
         pictures: list[Picture] = []
         changed: dict[str, FacilityDeriver] = {}
@@ -306,6 +363,8 @@ class Ingest:
             key = (device, reading.seq)
             if key in known:
                 self.metrics.duplicates.inc()
+                continue
+            if self._seq_jump(device, reading.seq, self._max_seq.get(device)):
                 continue
             route = self.router.route(device, reading)
             if route is None and not isinstance(reading, HeartbeatPayload):
@@ -376,16 +435,22 @@ class Ingest:
         changed: dict[str, FacilityDeriver],
         statuses: list[DeviceStatus],
     ) -> None:
-        """Commit, retrying until the store takes it: unacked readings must not be dropped."""
         states = [SavedState(d.state, d.tracker) for d in changed.values()]
+        self._retrying("commit", lambda: self.store.commit(records, states, statuses))
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """Retry until the store answers: unacked readings must not be dropped, and
+        a store that fails is not the message's fault."""
         delay = 0.5
         while True:
             try:
-                self.store.commit(records, states, statuses)
-                return
+                result = call()
+                self.store_failing = False
+                return result
             except Exception:
+                self.store_failing = True
                 self.metrics.store_errors.inc()
-                log.exception("store commit failed; retrying in %.1f s", delay)
+                log.exception("store %s failed; retrying in %.1f s", what, delay)
                 if self._stop.wait(delay):
                     raise
                 delay = min(delay * 2, 30)

@@ -17,6 +17,9 @@ REJECT_REASONS = (
     "device_mismatch",
     "unknown_source",
     "bad_state",
+    "retained",
+    "seq_jump",
+    "internal_error",
 )
 
 
@@ -42,8 +45,13 @@ class Metrics:
             "Readings older than the device's newest: stored, not applied to live state.",
             registry=r,
         )
+        self.worker_errors = Counter(
+            "ruuhka_ingest_worker_errors",
+            "Batches the ingest worker failed on unexpectedly (then retried one by one).",
+            registry=r,
+        )
         self.store_errors = Counter(
-            "ruuhka_store_errors", "Failed store commits (retried).", registry=r
+            "ruuhka_store_errors", "Failed store reads and commits (retried).", registry=r
         )
         self.lag = Histogram(
             "ruuhka_ingest_lag_seconds",

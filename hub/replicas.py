@@ -220,6 +220,8 @@ class OwnerIngest(Ingest):
             if route is None or deriver is None:
                 continue  # unmapped, or another replica's facility on a shared device
             seqs = deriver.tracker.seqs
+            if reading.seq > seqs.get(device, reading.seq) + self.settings.ingest.max_seq_jump:
+                continue  # counted and logged by the replica that stores it
             if reading.seq <= seqs.get(device, -1):
                 self.replica_metrics.skipped.inc()
                 continue

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -38,6 +39,21 @@ Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
 # them fit in a 64-bit column: 2**70 entries is not a reading but an attack.
 MAX_COUNT = 2**53 - 1
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+# A device clock outside these years is broken, not a backlog. 1970 stays inside:
+# a device without a real-time clock reports it (with clock_synced false) until NTP.
+# Bounding it here means no later step (UTC conversion, InfluxDB's nanosecond
+# times, which end in 2262) ever meets a time it cannot represent.
+EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TS = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _sane_time(ts: datetime) -> datetime:
+    if not EARLIEST_TS <= ts < LATEST_TS:
+        raise ValueError(f"ts must lie from {EARLIEST_TS.year} to {LATEST_TS.year - 1}")
+    return ts
+
+
+DeviceTime = Annotated[AwareDatetime, AfterValidator(_sane_time)]
 
 
 class Stream(StrEnum):
@@ -56,7 +72,9 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     seq: Seq = Field(description="Strictly increasing per device, kept across restarts.")
-    ts: AwareDatetime = Field(description="Device clock, RFC 3339 UTC.")
+    ts: DeviceTime = Field(
+        description="Device clock, RFC 3339 UTC, from 1970 to 2199; other times are refused."
+    )
     clock_synced: bool = Field(
         default=True,
         description="False when the device knows its clock is not set (no RTC, no NTP yet); "

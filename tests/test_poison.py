@@ -1,0 +1,134 @@
+"""One message cannot stop ingest: poison times, seqs and retained readings are
+refused, counted and acknowledged, and the next reading goes through; /healthz
+says when the hub cannot take readings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hub.ingest import Ingest, Message
+from hub.metrics import Metrics
+from hub.store.sqlite import SQLiteStore
+from ruuhka.broker import Broker
+from ruuhka.contract import Stream, parse_payload
+from tests.conftest import HubProcess, http_get, mosquitto_pub, wait_for
+from tests.test_fuzz import hub_settings
+
+GATE = "ruuhka/v1/devices/test-gate/count"
+RINK = "ruuhka/v1/devices/test-rink/rink"
+HOSTILE_TIMES = [
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "1969-12-31T23:59:59Z",
+    "2200-01-01T00:00:00Z",
+]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def count(seq: int, entries: int, ts: str | None = None) -> str:
+    body = {"seq": seq, "ts": ts or now(), "counter": "main", "entries": entries, "exits": 0}
+    return json.dumps(body)
+
+
+def rink(seq: int, ice: float) -> str:
+    return json.dumps({"seq": seq, "ts": now(), "sensor": "ice", "ice_temp_c": ice})
+
+
+@pytest.mark.parametrize("ts", HOSTILE_TIMES)
+def test_the_contract_refuses_times_outside_its_range(ts: str) -> None:
+    with pytest.raises(ValueError, match="ts must lie from 1970 to 2199"):
+        parse_payload(Stream.HEARTBEAT, json.dumps({"seq": 1, "ts": ts}))
+
+
+def test_poison_is_refused_and_ingest_goes_on(broker: Broker, hub: HubProcess) -> None:
+    poison = [
+        (f"ruuhka/v1/devices/test-{device}/{stream}", json.dumps({"seq": 1, "ts": ts, **extra}))
+        for ts in HOSTILE_TIMES
+        for device, stream, extra in [
+            ("gate", "heartbeat", {}),
+            ("gate", "count", {"counter": "main", "occupancy": 1}),
+            ("rink", "rink", {"sensor": "ice", "ice_temp_c": -3.0}),
+            ("cam", "snapshot", {"camera": "yard", "people": 1}),
+        ]
+    ]
+    for topic, payload in poison:
+        mosquitto_pub(broker, topic, payload)
+    mosquitto_pub(broker, RINK, rink(1, -3.0))
+    mosquitto_pub(broker, RINK, rink(2**63 - 1, -20.0))  # would freeze the rink's figure
+    mosquitto_pub(broker, RINK, rink(10, -4.0))
+    mosquitto_pub(broker, RINK, rink(11, -5.0))
+    mosquitto_pub(broker, GATE, count(1, 100))
+    mosquitto_pub(broker, GATE, count(2, 107))
+    # Retained: taken now, but it would come back on every subscribe, for ever.
+    mosquitto_pub(broker, GATE, count(3, 107), "-r")
+
+    wait_for(lambda: hub.facility("pool")["occupancy"] == 7, 30, "the gate after the poison")
+    wait_for(lambda: hub.facility("rink")["ice_temp_c"] == -5.0, 30, "the rink after the jump")
+    invalid = hub.metric("ruuhka_readings_rejected_total", reason="invalid_payload")
+    assert invalid == len(poison)
+    assert hub.metric("ruuhka_readings_rejected_total", reason="seq_jump") == 1
+    wait_for(lambda: hub.metric("ruuhka_readings_accepted_total", stream="count") == 3, 30)
+    assert http_get(hub.url + "/healthz")[0] == 200
+
+    hub.stop()
+    hub.start()  # the retained reading comes back from the broker, and is refused
+    wait_for(
+        lambda: hub.metric("ruuhka_readings_rejected_total", reason="retained") == 1,
+        30,
+        "the retained reading refused after the restart",
+    )
+    assert hub.metric("ruuhka_readings_duplicate_total") == 0
+    mosquitto_pub(broker, GATE, count(4, 110))
+    wait_for(lambda: hub.facility("pool")["occupancy"] == 10, 30, "a reading after the restart")
+    assert hub.facility("rink")["ice_temp_c"] == -5.0
+
+
+def test_an_unforeseen_failure_drops_one_message_not_the_worker(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    store = SQLiteStore(db)
+    metrics = Metrics()
+    ingest = Ingest(hub_settings(db), store, metrics, on_state=lambda state: None)
+    ingest._stop.set()  # no broker: acknowledgements go nowhere
+
+    def fails_on_seq_2(reading, *args):  # a bug that one payload triggers
+        if reading.seq == 2:
+            raise RuntimeError("unforeseen")
+        return original(reading, *args)
+
+    deriver = ingest.derivers["pool"]
+    original = deriver.apply
+    deriver.apply = fails_on_seq_2
+    ingest._stop.clear()
+    topic = "ruuhka/v1/devices/gate/count"
+    batch = [
+        Message(topic, count(seq, 10 * seq).encode(), seq, 1, datetime.now(UTC))
+        for seq in (1, 2, 3)
+    ]
+    try:
+        ingest._process_guarded(batch)
+        assert metrics.worker_errors._value.get() == 1
+        assert metrics.rejected.labels("internal_error")._value.get() == 1
+        assert list(store.max_seqs().values()) == [3]
+        assert store.count_readings() == 2  # seq 1 and 3 kept, seq 2 dropped and counted
+    finally:
+        store.close()
+
+
+def test_health_says_when_the_store_cannot_be_written(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    store = SQLiteStore(db)
+    ingest = Ingest(hub_settings(db), store, Metrics(), on_state=lambda state: None)
+    assert ingest.problems() == ["the ingest worker is not running"]
+    ingest._stop.set()  # a failing commit gives up at once instead of retrying
+    store.close()
+    message = Message("ruuhka/v1/devices/gate/count", count(1, 5).encode(), 1, 1, datetime.now(UTC))
+    with pytest.raises(Exception, match="closed"):
+        ingest._process([message])
+    assert "the store cannot be written" in ingest.problems()

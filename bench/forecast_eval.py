@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,7 +158,32 @@ def evaluate(series: Series, weeks: int) -> tuple[Errors, dict[int, Errors], int
     return typical, ahead, test_days
 
 
-def main() -> None:
+def goals(typical: Errors, ahead: dict[int, Errors]) -> list[tuple[str, bool]]:
+    """The forecast's goals on data pooled over all facilities: never worse than the
+    value now at 15 minutes, clearly better than both naive methods from an hour on,
+    and a typical day clearly better than the same time a week earlier."""
+    out = [
+        (
+            "typical day >= 20 % better than a week earlier",
+            typical.mae("typical") <= 0.8 * typical.mae("naive"),
+        ),
+        (
+            "@15 min no worse than persistence",
+            ahead[1].mae("forecast") <= ahead[1].mae("persistence"),
+        ),
+    ]
+    for h in (4, 8):
+        best_naive = min(ahead[h].mae("persistence"), ahead[h].mae("naive"))
+        out.append(
+            (
+                f"@{15 * h} min >= 30 % better than the better naive method",
+                ahead[h].mae("forecast") <= 0.7 * best_naive,
+            )
+        )
+    return out
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="directory holding the occupancy CSVs")
     parser.add_argument("--weeks", type=int, default=8, help="weeks of history to learn from")
@@ -197,6 +223,10 @@ def main() -> None:
             every_ahead[h].extend(total_ahead[h])
     print(_line("all", sum(len(m) for m in groups.values()), 0, every, every_ahead))
     print(f"slots compared: typical day {every.count()}, next 2 h @120 {every_ahead[8].count()}")
+    results = goals(every, every_ahead)
+    for goal, met in results:
+        print(f"goal: {goal}: {'met' if met else 'NOT met'}")
+    return 0 if all(met for _, met in results) else 1
 
 
 def _line(label: str, facilities: int, days: int, typical: Errors, ahead: dict[int, Errors]) -> str:
@@ -209,4 +239,4 @@ def _line(label: str, facilities: int, days: int, typical: Errors, ahead: dict[i
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -38,9 +38,11 @@ def one_photograph(folder: Path) -> Path:
 
 def test_privacy_evaluation_runs_on_a_dataset_folder(tmp_path: Path) -> None:
     result = run("privacy", "--dataset", str(one_photograph(tmp_path)))
-    assert result.returncode == 0, result.stderr
-    assert "stills: 1 images, 1 with people" in result.stdout
+    assert "stills: 1 images, 1 with people" in result.stdout, result.stderr
     assert "recall" in result.stdout and "utility" in result.stdout
+    # A grey block is no person to the detectors: the recall goal is missed, and said.
+    assert "NOT met" in result.stdout
+    assert result.returncode == 1
 
 
 def test_every_benchmark_starts_and_finds_its_sibling_modules() -> None:
@@ -55,7 +57,29 @@ def test_every_benchmark_starts_and_finds_its_sibling_modules() -> None:
 def test_privacy_stills_run_on_mirrored_and_scaled_copies(tmp_path: Path) -> None:
     one_photograph(tmp_path)
     result = run("privacy", "--dataset", str(tmp_path), "--flip", "--scale", "0.5")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the goals are missed, as above
     assert "1 with people, mirrored, scaled 0.5x" in result.stdout
     refused = run("privacy", "--dataset", str(tmp_path), "--scale", "0")
     assert refused.returncode == 2 and "--scale" in refused.stderr
+
+
+def test_the_forecast_goals_judge_the_pooled_errors() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from forecast_eval import Errors, goals
+
+    def errors(**maes: float) -> Errors:
+        e = Errors()
+        for method, mae in maes.items():
+            e.by_method[method].append(mae)
+        return e
+
+    typical = errors(typical=5.0, naive=7.0)
+    good = {1: errors(forecast=1.4, persistence=1.5, naive=7.0)} | {
+        h: errors(forecast=3.0, persistence=5.0, naive=7.0) for h in (4, 8)
+    }
+    assert all(met for _, met in goals(typical, good))
+    worse_at_15 = good | {1: errors(forecast=1.8, persistence=1.5, naive=7.0)}
+    assert [goal for goal, met in goals(typical, worse_at_15) if not met] == [
+        "@15 min no worse than persistence"
+    ]
+    assert not all(met for _, met in goals(errors(typical=6.5, naive=7.0), good))

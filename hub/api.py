@@ -115,10 +115,19 @@ def healthz(request: Request) -> JSONResponse:
     judged: a broker outage would otherwise take every replica out at once."""
     hub = request.app.state.hub
     connected = bool(hub.metrics.mqtt_connected._value.get())
-    problems = hub.ingest.problems()
-    body = {"status": "unavailable" if problems else "ok", "mqtt_connected": connected}
+    ingest = hub.ingest
+    problems = ingest.problems()
+    down_s = ingest.broker_down_s()
+    body: dict[str, Any] = {
+        "status": "unavailable" if problems else "ok",
+        "mqtt_connected": connected,
+        "mqtt_down_s": round(down_s, 1),
+        "oldest_waiting_s": round(ingest.oldest_waiting_s(), 1),
+    }
     if problems:
         body["reasons"] = problems
+    if down_s > hub.settings.ingest.broker_down_warning_s:
+        body["warnings"] = [f"the broker has been unreachable for {down_s:.0f} s"]
     return JSONResponse(body, status_code=503 if problems else 200)
 
 

@@ -68,6 +68,8 @@ def build_hub(settings: HubSettings) -> Hub:
         ingest.reject_log.warn(picture.source.split("/")[0], "bad_image", str(reason))
 
     snapshots.on_rejected = rejected
+    metrics.mqtt_down_seconds.set_function(ingest.broker_down_s)
+    metrics.oldest_waiting_seconds.set_function(ingest.oldest_waiting_s)
     owner = None
     if settings.ingest.shared_group is not None:
         owner = OwnerIngest(

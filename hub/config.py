@@ -257,6 +257,11 @@ class IngestSettings(_Strict):
         default=1000, ge=1, le=65535, description="Unacknowledged readings in flight."
     )
     max_clock_skew_s: PositiveInt = 300
+    broker_down_warning_s: PositiveInt = Field(
+        default=120,
+        description="A broker unreachable longer than this is named in /healthz's warnings "
+        "(the answer stays 200: a broker outage must not take every replica out at once).",
+    )
     max_seq_jump: PositiveInt = Field(
         default=1_000_000,
         description="A reading whose seq is more than this ahead of the device's last is "

@@ -145,6 +145,8 @@ class Ingest:
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="ingest", daemon=True)
         self.store_failing = False
+        self._down_since: float | None = time.monotonic()  # not connected yet
+        self._in_hand: datetime | None = None  # the oldest reading of the batch in hand
         self._max_seq = store.max_seqs()
         saved = store.load_states()
         self.derivers: dict[str, FacilityDeriver] = {}
@@ -189,12 +191,23 @@ class Ingest:
         """Why this hub should not get traffic now (empty when it should).
 
         A broker outage is not among them: it would take every replica out at once."""
-        reasons = []
+        reasons: list[str] = []
         if not self._worker.is_alive():
             reasons.append("the ingest worker is not running")
         if self.store_failing:
             reasons.append("the store cannot be written")
         return reasons
+
+    def broker_down_s(self) -> float:
+        since = self._down_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def oldest_waiting_s(self) -> float:
+        """The age of the oldest reading received and not yet committed."""
+        with self._queue.mutex:
+            head = self._queue.queue[0].received_at if self._queue.queue else None
+        oldest = min((t for t in (self._in_hand, head) if t is not None), default=None)
+        return 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
 
     def stop(self) -> None:
         """Finish the batch in hand, then disconnect; the rest stays at the broker."""
@@ -211,10 +224,13 @@ class Ingest:
             return
         log.info("connected to %s", self.settings.mqtt.url)
         self.metrics.mqtt_connected.set(1)
+        self._down_since = None
         client.subscribe(self._subscriptions())
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.metrics.mqtt_connected.set(0)
+        if self._down_since is None:
+            self._down_since = time.monotonic()
         if not self._stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
@@ -256,7 +272,9 @@ class Ingest:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._in_hand = batch[0].received_at
             self._process_guarded(batch)
+            self._in_hand = None
             self.metrics.queue_depth.dec(len(batch))
 
     def _process_guarded(self, batch: list[Message]) -> None:

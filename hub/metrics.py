@@ -65,6 +65,16 @@ class Metrics:
         self.mqtt_connected = Gauge(
             "ruuhka_mqtt_connected", "1 while connected to the broker.", registry=r
         )
+        self.mqtt_down_seconds = Gauge(
+            "ruuhka_mqtt_down_seconds",
+            "How long the broker has been unreachable; 0 while connected.",
+            registry=r,
+        )
+        self.oldest_waiting_seconds = Gauge(
+            "ruuhka_ingest_oldest_waiting_seconds",
+            "Age of the oldest reading received and not yet committed; 0 when none waits.",
+            registry=r,
+        )
         self.live_clients = Gauge("ruuhka_live_clients", "Open WebSocket connections.", registry=r)
 
     def watch_store(self, stats: Callable[[], dict[str, float]]) -> None:

@@ -5,7 +5,7 @@ says when the hub cannot take readings."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -132,3 +132,48 @@ def test_health_says_when_the_store_cannot_be_written(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="closed"):
         ingest._process([message])
     assert "the store cannot be written" in ingest.problems()
+
+
+def test_health_reports_a_broker_outage_without_failing_readiness(
+    broker: Broker, hub_config: Path, hub_port: int, tmp_path: Path
+) -> None:
+    text = hub_config.read_text(encoding="utf-8")
+    hub_config.write_text(
+        text.replace("max_payload_bytes", "broker_down_warning_s = 1\nmax_payload_bytes"),
+        encoding="utf-8",
+    )
+    hub = HubProcess(hub_config, hub_port, tmp_path / "hub.log").start()
+    try:
+        body = json.loads(http_get(hub.url + "/healthz")[1])
+        assert body["mqtt_down_s"] == 0 and "warnings" not in body
+        broker.stop()
+
+        def warned() -> bool:
+            status, text = http_get(hub.url + "/healthz")
+            body = json.loads(text)
+            return status == 200 and body["mqtt_down_s"] > 1 and "warnings" in body
+
+        wait_for(warned, 20, "a warning while the broker is down, and still ready")
+        assert hub.metric("ruuhka_mqtt_down_seconds") > 1
+        broker.restart()
+        wait_for(
+            lambda: json.loads(http_get(hub.url + "/healthz")[1])["mqtt_down_s"] == 0,
+            30,
+            "the outage over once the hub is back at the broker",
+        )
+    finally:
+        hub.stop()
+
+
+def test_health_reports_the_oldest_reading_waiting(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    store = SQLiteStore(db)
+    ingest = Ingest(hub_settings(db), store, Metrics(), on_state=lambda state: None)
+    try:
+        assert ingest.oldest_waiting_s() == 0
+        received = datetime.now(UTC) - timedelta(seconds=90)
+        ingest._queue.put(Message(GATE, count(1, 5).encode(), 1, 1, received))
+        ingest._queue.put(Message(GATE, count(2, 6).encode(), 2, 1, datetime.now(UTC)))
+        assert 90 <= ingest.oldest_waiting_s() < 100
+    finally:
+        store.close()

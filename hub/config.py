@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    PositiveFloat,
     PositiveInt,
     SecretStr,
     field_validator,
@@ -261,6 +262,11 @@ class IngestSettings(_Strict):
         default=120,
         description="A broker unreachable longer than this is named in /healthz's warnings "
         "(the answer stays 200: a broker outage must not take every replica out at once).",
+    )
+    recompute_every_s: PositiveFloat = Field(
+        default=10,
+        description="While a backlog drains, late readings are folded in at their own time "
+        "at least this often (and at once when nothing waits).",
     )
     max_seq_jump: PositiveInt = Field(
         default=1_000_000,

@@ -24,9 +24,10 @@ from pydantic import ValidationError
 
 from hub.config import HubSettings
 from hub.metrics import Metrics
+from hub.rederive import fold, is_late, mark_late, recompute
 from hub.snapshots import Picture, SnapshotStore, decode_jpeg
 from hub.state import FacilityDeriver, Tracker
-from hub.store import DeviceStatus, Record, SavedState, Store
+from hub.store import Derived, DeviceStatus, Record, SavedState, Store
 from ruuhka.contract import (
     TOPIC_ROOT,
     CountPayload,
@@ -147,6 +148,7 @@ class Ingest:
         self.store_failing = False
         self._down_since: float | None = time.monotonic()  # not connected yet
         self._in_hand: datetime | None = None  # the oldest reading of the batch in hand
+        self._recomputed_at = 0.0  # monotonic time of the last recompute after late readings
         self._max_seq = store.max_seqs()
         saved = store.load_states()
         self.derivers: dict[str, FacilityDeriver] = {}
@@ -263,6 +265,7 @@ class Ingest:
     def _run(self) -> None:
         batch_size = self.settings.ingest.batch_size
         while not self._stop.is_set():
+            self._recompute_due()
             try:
                 batch = [self._queue.get(timeout=0.2)]
             except queue.Empty:
@@ -300,6 +303,53 @@ class Ingest:
                     "dropped a message from %s that ingest cannot handle", _sender(msg.topic)
                 )
                 self.client.ack(msg.mid, msg.qos)
+
+    def _recompute_due(self) -> None:
+        """Fold late readings in at their own time: when nothing waits, or at least
+        every ``[ingest] recompute_every_s`` while a backlog drains (each recompute
+        covers all late readings stored by then)."""
+        late = [d for d in self.derivers.values() if d.tracker.late_from]
+        if not late:
+            return
+        every = self.settings.ingest.recompute_every_s
+        if not self._queue.empty() and time.monotonic() - self._recomputed_at < every:
+            return
+        self._recomputed_at = time.monotonic()
+        for deriver in late:
+            if self._stop.is_set():
+                return
+            try:
+                self._recompute(deriver)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                self.metrics.worker_errors.inc()
+                log.exception("recomputing %s after late readings failed", deriver.facility.id)
+
+    def _recompute(self, deriver: FacilityDeriver) -> None:
+        since = datetime.fromisoformat(deriver.tracker.late_from)
+        started = time.monotonic()
+        done = self._retrying("read", lambda: recompute(self.store, deriver.facility, since))
+        state = done.deriver.state
+        state.revision = deriver.state.revision + 1
+        state.snapshot_at = deriver.state.snapshot_at  # pictures are not replayed
+        saved = SavedState(state, done.deriver.tracker)
+        self._retrying("commit", lambda: self.store.commit([], [saved], [], done.derived))
+        deriver.state, deriver.tracker = state, done.deriver.tracker
+        self.metrics.recomputes.inc()
+        log.info(
+            "%s: folded late readings in from %s (%d readings since %s, %.2f s)",
+            deriver.facility.id,
+            since.isoformat(),
+            done.readings,
+            done.start.date().isoformat(),
+            time.monotonic() - started,
+        )
+        self._publish(state.model_copy(deep=True))
+
+    def _publish(self, state: FacilityState) -> None:
+        self.client.publish(facility_state_topic(state.facility), encode(state), qos=1, retain=True)
+        self.on_state(state)
 
     def _validate(self, msg: Message) -> tuple[str, Stream, Reading]:
         try:
@@ -350,10 +400,10 @@ class Ingest:
         A time in the past is trusted: it is how a device catching up on a
         backlog after an outage reports when each reading was taken."""
         if not reading.clock_synced:
-            return received_at, [Quality.CLOCK_UNSYNCED]
+            return _to_ms(received_at), [Quality.CLOCK_UNSYNCED]
         if reading.ts - received_at > timedelta(seconds=self.settings.ingest.max_clock_skew_s):
-            return received_at, [Quality.CLOCK_SKEW]
-        return reading.ts.astimezone(UTC), []
+            return _to_ms(received_at), [Quality.CLOCK_SKEW]
+        return _to_ms(reading.ts.astimezone(UTC)), []
 
     def _process(self, batch: list[Message]) -> None:
         valid: list[tuple[Message, str, Stream, Reading]] = []
@@ -376,7 +426,8 @@ class Ingest:
         records: list[Record] = []
         pictures: list[Picture] = []
         changed: dict[str, FacilityDeriver] = {}
-        rebased: dict[str, FacilityDeriver] = {}
+        touched: dict[str, FacilityDeriver] = {}
+        derived = Derived()
         for msg, device, stream, reading in valid:
             key = (device, reading.seq)
             if key in known:
@@ -409,28 +460,30 @@ class Ingest:
             )
             if isinstance(reading, SnapshotPayload) and reading.jpeg_b64 and facility and source:
                 self._picture(pictures, facility, source, when, reading)
-            if reading.seq < self._max_seq.get(device, -1):
+            out_of_order = reading.seq < self._max_seq.get(device, -1)
+            if out_of_order:
                 self.metrics.out_of_order.inc()
-                continue
-            self._max_seq[device] = reading.seq
+            else:
+                self._max_seq[device] = reading.seq
             if isinstance(reading, HeartbeatPayload):
-                statuses.append(
-                    DeviceStatus(device, True, msg.received_at, reading.model_dump(mode="json"))
-                )
+                if not out_of_order:
+                    statuses.append(
+                        DeviceStatus(device, True, msg.received_at, reading.model_dump(mode="json"))
+                    )
                 continue
             assert facility is not None and source is not None
             if self.shared:
                 continue  # derived by the facility's owner replica (hub/replicas.py)
             deriver = self.derivers[facility]
-            baselines = deriver.tracker.to_json()
-            if deriver.apply(reading, source, when, clock_flags):
+            touched[facility] = deriver
+            if is_late(deriver, when):
+                # Stored now, folded in at its own time by the recompute it asks for.
+                mark_late(deriver, when)
+                self.metrics.late.inc()
+            elif fold(deriver, device, reading, source, when, clock_flags, derived):
                 changed[facility] = deriver
-            elif deriver.tracker.to_json() != baselines:
-                # Same state, new counter baselines: store them (a restarted hub must
-                # continue from these), but there is nothing new to publish.
-                rebased[facility] = deriver
 
-        self._commit(records, rebased | changed, statuses)
+        self._commit(records, touched, statuses, derived)
         if pictures and self.snapshots is not None:
             self.snapshots.offer(pictures)  # checked and kept on the picture store's thread
         now = datetime.now(UTC)
@@ -439,22 +492,19 @@ class Ingest:
         for msg in batch:
             self.metrics.lag.observe((now - msg.received_at).total_seconds())
         for deriver in changed.values():
-            state = deriver.state.model_copy(deep=True)
-            self.client.publish(
-                facility_state_topic(state.facility), encode(state), qos=1, retain=True
-            )
-            self.on_state(state)
+            self._publish(deriver.state.model_copy(deep=True))
         for msg in batch:
             self.client.ack(msg.mid, msg.qos)
 
     def _commit(
         self,
         records: list[Record],
-        changed: dict[str, FacilityDeriver],
+        touched: dict[str, FacilityDeriver],
         statuses: list[DeviceStatus],
+        derived: Derived,
     ) -> None:
-        states = [SavedState(d.state, d.tracker) for d in changed.values()]
-        self._retrying("commit", lambda: self.store.commit(records, states, statuses))
+        states = [SavedState(d.state, d.tracker) for d in touched.values()]
+        self._retrying("commit", lambda: self.store.commit(records, states, statuses, derived))
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """Retry until the store answers: unacked readings must not be dropped, and
@@ -503,6 +553,11 @@ class Ingest:
                 reading.spots_in_use,
             )
         )
+
+
+def _to_ms(when: datetime) -> datetime:
+    """In whole milliseconds, as stored: a recompute must see the same times."""
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 def _sender(topic: str) -> str:

@@ -42,7 +42,18 @@ class Metrics:
         )
         self.out_of_order = Counter(
             "ruuhka_readings_out_of_order",
-            "Readings older than the device's newest: stored, not applied to live state.",
+            "Readings with a lower seq than the device's newest: stored, folded in by a recompute.",
+            registry=r,
+        )
+        self.late = Counter(
+            "ruuhka_readings_late",
+            "Readings older than their facility's state: stored, folded in at their own time "
+            "by a recompute.",
+            registry=r,
+        )
+        self.recomputes = Counter(
+            "ruuhka_recomputes",
+            "Recomputes of a facility's derived series after late readings.",
             registry=r,
         )
         self.worker_errors = Counter(

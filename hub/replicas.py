@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
@@ -40,8 +41,9 @@ from prometheus_client import Counter, Gauge
 from hub.config import HubSettings
 from hub.ingest import Ingest, Message, Rejected
 from hub.metrics import Metrics
+from hub.rederive import fold, is_late, mark_late
 from hub.state import FacilityDeriver
-from hub.store import Store
+from hub.store import Derived, Store
 from ruuhka.contract import (
     TOPIC_ROOT,
     FacilityState,
@@ -55,6 +57,11 @@ from ruuhka.settings import MqttSettings
 log = logging.getLogger("ruuhka.replicas")
 
 REPLICA_PROPERTY = "ruuhka-replica"
+
+
+# How long an owner waits for the readings it has seen to be stored before it
+# recomputes a facility after late readings.
+STORED_WAIT_S = 60.0
 
 
 def owner_of(facility_id: str, replicas: Sequence[str]) -> str:
@@ -136,6 +143,10 @@ class OwnerIngest(Ingest):
         self._publish_properties = Properties(PacketTypes.PUBLISH)
         self._publish_properties.UserProperty = [(REPLICA_PROPERTY, partition.replica_id)]
         self.client.on_subscribe = self._on_subscribe
+        # Readings of facilities waiting for a recompute: another replica's session
+        # stores them, and the recompute must not start before they are stored.
+        self._awaiting: set[tuple[str, int]] = set()
+        self._awaiting_since = 0.0
 
     def _mqtt(self) -> MqttSettings:
         ingest, mqtt_settings = self.settings.ingest, self.settings.mqtt
@@ -208,6 +219,7 @@ class OwnerIngest(Ingest):
     def _process(self, batch: list[Message]) -> None:
         touched: dict[str, FacilityDeriver] = {}
         changed: dict[str, FacilityDeriver] = {}
+        derived = Derived()
         for msg in batch:
             try:
                 device, _stream, reading = self._validate(msg)
@@ -225,22 +237,50 @@ class OwnerIngest(Ingest):
             if reading.seq <= seqs.get(device, -1):
                 self.replica_metrics.skipped.inc()
                 continue
-            seqs[device] = reading.seq
             touched[route[0]] = deriver
             when, clock_flags = self._effective_time(reading, msg.received_at)
-            if deriver.apply(reading, route[1], when, clock_flags):
+            if is_late(deriver, when):
+                mark_late(deriver, when)
+                self.metrics.late.inc()
+            elif fold(deriver, device, reading, route[1], when, clock_flags, derived):
                 changed[route[0]] = deriver
+            if deriver.tracker.late_from:
+                if not self._awaiting:
+                    self._awaiting_since = time.monotonic()
+                self._awaiting.add((device, reading.seq))
         if touched:
-            self._commit([], touched, [])
+            self._commit([], touched, [], derived)
         for deriver in changed.values():
-            state = deriver.state.model_copy(deep=True)
-            self.client.publish(
-                facility_state_topic(state.facility),
-                encode(state),
-                qos=1,
-                retain=True,
-                properties=self._publish_properties,
-            )
-            self.on_state(state)
+            self._publish(deriver.state.model_copy(deep=True))
         for msg in batch:
             self.client.ack(msg.mid, msg.qos)
+
+    def _publish(self, state: FacilityState) -> None:
+        self.client.publish(
+            facility_state_topic(state.facility),
+            encode(state),
+            qos=1,
+            retain=True,
+            properties=self._publish_properties,
+        )
+        self.on_state(state)
+
+    def _recompute_due(self) -> None:
+        """Recompute only from stored readings: wait (up to STORED_WAIT_S) until the
+        replica that stores them has committed what this one has seen."""
+        if self._awaiting:
+            try:
+                missing = self._awaiting - self.store.known(sorted(self._awaiting))
+            except Exception:
+                log.exception("could not check which readings are stored")
+                return
+            waited = time.monotonic() - self._awaiting_since
+            if missing and waited < STORED_WAIT_S:
+                return
+            if missing:
+                log.warning(
+                    "recomputing without %d readings not stored after %.0f s", len(missing), waited
+                )
+        super()._recompute_due()
+        if not any(d.tracker.late_from for d in self.derivers.values()):
+            self._awaiting.clear()

@@ -38,6 +38,9 @@ class Tracker:
     # Newest seq folded in, per device; kept by an owner replica, which derives
     # from its own stream and must skip what it already applied (hub/replicas.py).
     seqs: dict[str, int] = field(default_factory=dict)
+    # Set when a reading older than the state arrived: where the recompute that
+    # folds it in at its own time must start (hub/rederive.py); ISO time or "".
+    late_from: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class Tracker:
             "headcounts": dict(self.headcounts),
             "sticky": list(self.sticky),
             "seqs": dict(self.seqs),
+            "late_from": self.late_from,
         }
 
     @classmethod
@@ -58,6 +62,7 @@ class Tracker:
             headcounts={k: int(v) for k, v in data.get("headcounts", {}).items()},
             sticky=[str(q) for q in data.get("sticky", [])],
             seqs={k: int(v) for k, v in data.get("seqs", {}).items()},
+            late_from=str(data.get("late_from", "")),
         )
 
 

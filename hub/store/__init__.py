@@ -4,6 +4,13 @@ The ingest worker asks which readings are already stored (deduplication by
 device and seq), then commits a batch of new readings together with the
 derived state they produced. A commit must be atomic and idempotent, so that a
 batch redelivered after a crash lands once.
+
+The derived series has one point per facility per minute that had a reading:
+the state after that minute's last reading, at the minute's start. Fixed times
+make the series independent of how readings were batched, and let a recompute
+after late readings overwrite points (InfluxDB cannot delete through its query
+API). A checkpoint per facility and local day (the state before the day's first
+reading) is where such a recompute starts.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from ruuhka.contract import FacilityState
 # to whole days. A time outside is refused where it comes in, so the stores agree.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+SERIES_SLOT_S = 60
 
 
 def in_range(when: datetime) -> datetime:
@@ -58,6 +66,60 @@ class SavedState:
 
 
 @dataclass
+class SeriesPoint:
+    """One minute of a facility's derived series."""
+
+    facility: str
+    at: datetime  # the minute's start
+    occupancy: int | None = None
+    ice_temp_c: float | None = None
+    air_temp_c: float | None = None
+    people: int | None = None
+    spots_in_use: int | None = None
+    revision: int = 0
+
+    @classmethod
+    def of(cls, state: FacilityState, at: datetime) -> SeriesPoint:
+        return cls(
+            state.facility,
+            at,
+            state.occupancy,
+            state.ice_temp_c,
+            state.air_temp_c,
+            state.people,
+            state.spots_in_use,
+            state.revision,
+        )
+
+
+def slot_of(when: datetime) -> datetime:
+    """The start of the series minute ``when`` falls in."""
+    seconds = int(when.timestamp()) // SERIES_SLOT_S * SERIES_SLOT_S
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass
+class Checkpoint:
+    """A facility's state and tracker before the first reading of a local day."""
+
+    facility: str
+    day_start: datetime
+    state: FacilityState
+    tracker: Tracker
+
+
+@dataclass
+class Derived:
+    """What deriving produced besides the live state: series points, checkpoints,
+    and per facility the span [start, end) (no end: on) whose earlier series and
+    checkpoints they replace."""
+
+    series: list[SeriesPoint] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    replace: dict[str, tuple[datetime, datetime | None]] = field(default_factory=dict)
+
+
+@dataclass
 class DeviceStatus:
     device: str
     online: bool | None
@@ -86,12 +148,32 @@ class Store(ABC):
 
     @abstractmethod
     def commit(
-        self, records: list[Record], states: list[SavedState], statuses: list[DeviceStatus]
+        self,
+        records: list[Record],
+        states: list[SavedState],
+        statuses: list[DeviceStatus],
+        derived: Derived | None = None,
     ) -> None:
         """Store all of it or none of it; records already present are left alone.
 
-        Each state is also a point of the facility's derived series (at its
-        ``updated_at``), which is what history and forecasts read."""
+        ``derived`` holds the series points and checkpoints the ingest worker
+        produced. In a facility's ``replace`` span, they replace what was
+        there: SQLite removes the old ones first; InfluxDB overwrites them, which
+        comes to the same because a recompute writes again every minute and day
+        that has a reading, and late readings only add such minutes. Without
+        ``derived`` (seeding, tests) each state is a series point at its
+        ``updated_at``."""
+
+    @abstractmethod
+    def readings_between(
+        self, facility: str, start: datetime, end: datetime | None = None
+    ) -> list[Record]:
+        """The facility's readings with an effective time in [start, end), in the
+        order deriving folds them: by time, then device and seq."""
+
+    @abstractmethod
+    def checkpoint_before(self, facility: str, when: datetime) -> Checkpoint | None:
+        """The facility's latest checkpoint at or before ``when``."""
 
     @abstractmethod
     def load_states(self) -> dict[str, SavedState]: ...

@@ -41,7 +41,17 @@ from reactivex.scheduler import ThreadPoolScheduler
 
 from hub.config import StoreSettings
 from hub.state import Tracker
-from hub.store import DeviceStatus, HistoryBucket, Record, SavedState, Store, StoreURLError
+from hub.store import (
+    Checkpoint,
+    Derived,
+    DeviceStatus,
+    HistoryBucket,
+    Record,
+    SavedState,
+    SeriesPoint,
+    Store,
+    StoreURLError,
+)
 from ruuhka.contract import FacilityState
 
 log = logging.getLogger("ruuhka.store.influx")
@@ -49,6 +59,7 @@ log = logging.getLogger("ruuhka.store.influx")
 READINGS = "readings"
 SERIES = "facility_series"
 STATE = "facility_state"
+CHECKPOINTS = "facility_checkpoint"
 DEVICES = "device_status"
 
 # Reading points are placed at the device's timestamp, clamped to a range every
@@ -477,7 +488,11 @@ class InfluxStore(Store):
         return self._last_ns
 
     def _lines(
-        self, records: list[Record], states: list[SavedState], statuses: list[DeviceStatus]
+        self,
+        records: list[Record],
+        states: list[SavedState],
+        statuses: list[DeviceStatus],
+        derived: Derived,
     ) -> list[str]:
         lines: list[str] = []
         for r in records:
@@ -495,23 +510,26 @@ class InfluxStore(Store):
                     reading_time_ns(r.device_ts, r.seq), WritePrecision.NS
                 ).to_line_protocol()
             )
+        for p in derived.series:
+            series = Point(SERIES).tag("facility", p.facility).field("revision", p.revision)
+            if p.occupancy is not None:
+                series.field("occupancy", int(p.occupancy))
+            for name in ("ice_temp_c", "air_temp_c"):
+                value = getattr(p, name)
+                if value is not None:
+                    series.field(name, float(value))
+            for name in ("people", "spots_in_use"):
+                value = getattr(p, name)
+                if value is not None:
+                    series.field(name, int(value))
+            lines.append(series.time(_ns(p.at), WritePrecision.NS).to_line_protocol())
+        for c in derived.checkpoints:
+            point = Point(CHECKPOINTS).tag("facility", c.facility)
+            point.field("state", c.state.model_dump_json())
+            point.field("tracker", json.dumps(c.tracker.to_json(), separators=(",", ":")))
+            lines.append(point.time(_ns(c.day_start), WritePrecision.NS).to_line_protocol())
         for saved in states:
             state = saved.state
-            if state.updated_at is not None:
-                series = Point(SERIES).tag("facility", state.facility)
-                series.field("revision", state.revision)
-                if state.occupancy is not None:
-                    series.field("occupancy", int(state.occupancy))
-                for name in ("ice_temp_c", "air_temp_c"):
-                    value = getattr(state, name)
-                    if value is not None:
-                        series.field(name, float(value))
-                for name in ("people", "spots_in_use"):
-                    value = getattr(state, name)
-                    if value is not None:
-                        series.field(name, int(value))
-                series.time(_ns(state.updated_at), WritePrecision.NS)
-                lines.append(series.to_line_protocol())
             point = Point(STATE).tag("facility", state.facility)
             point.field("state", state.model_dump_json())
             point.field("tracker", json.dumps(saved.tracker.to_json(), separators=(",", ":")))
@@ -527,10 +545,22 @@ class InfluxStore(Store):
         return lines
 
     def commit(
-        self, records: list[Record], states: list[SavedState], statuses: list[DeviceStatus]
+        self,
+        records: list[Record],
+        states: list[SavedState],
+        statuses: list[DeviceStatus],
+        derived: Derived | None = None,
     ) -> None:
+        if derived is None:
+            derived = Derived(
+                series=[
+                    SeriesPoint.of(s.state, s.state.updated_at)
+                    for s in states
+                    if s.state.updated_at is not None
+                ]
+            )
         with self._lock:
-            lines = self._lines(records, states, statuses)
+            lines = self._lines(records, states, statuses, derived)
         self.writer.write(lines)
         with self._lock:
             for r in records:
@@ -596,6 +626,53 @@ class InfluxStore(Store):
                         Tracker.from_json(json.loads(row["tracker"])),
                     )
         return out
+
+    def readings_between(
+        self, facility: str, start: datetime, end: datetime | None = None
+    ) -> list[Record]:
+        # Points lie at the device's time, which is the effective time unless the
+        # device's clock was ahead (then later) or not set at all (then anywhere;
+        # such readings are not found here).
+        where = f"facility = {_quote(facility)} AND time >= {_rfc3339(start)}"
+        where += f" AND ts_ms >= {_ms(start)}"
+        if end is not None:
+            where += f" AND ts_ms < {_ms(end)}"
+        statement = (
+            "SELECT seq, ts_ms, device_ts, received_ms, data, device, stream, source "
+            f"FROM {READINGS} WHERE {where}"
+        )
+        out = [
+            Record(
+                device=row["device"],
+                seq=int(row["seq"]),
+                stream=row["stream"],
+                facility=facility,
+                source=row.get("source"),
+                ts=_from_ms(row["ts_ms"]),
+                device_ts=datetime.fromisoformat(row["device_ts"]),
+                received_at=_from_ms(row["received_ms"]),
+                data=json.loads(row["data"]),
+            )
+            for series in self.reader.query(statement)
+            for row in _rows(series)
+        ]
+        out.sort(key=lambda r: (r.ts, r.device, r.seq))
+        return out
+
+    def checkpoint_before(self, facility: str, when: datetime) -> Checkpoint | None:
+        statement = (
+            f"SELECT state, tracker FROM {CHECKPOINTS} WHERE facility = {_quote(facility)} "
+            f"AND time <= {_rfc3339(when)} ORDER BY time DESC LIMIT 1"
+        )
+        for series in self.reader.query(statement):
+            for row in _rows(series):
+                return Checkpoint(
+                    facility,
+                    _from_ms(row["time"]),
+                    FacilityState.model_validate_json(row["state"]),
+                    Tracker.from_json(json.loads(row["tracker"])),
+                )
+        return None
 
     def history(
         self, facility: str, start: datetime, end: datetime, every_s: int

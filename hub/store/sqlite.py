@@ -10,7 +10,17 @@ from pathlib import Path
 
 from hub.schema_version import migrate
 from hub.state import Tracker
-from hub.store import DeviceStatus, HistoryBucket, Record, SavedState, Store, StoreURLError
+from hub.store import (
+    Checkpoint,
+    Derived,
+    DeviceStatus,
+    HistoryBucket,
+    Record,
+    SavedState,
+    SeriesPoint,
+    Store,
+    StoreURLError,
+)
 from ruuhka.contract import FacilityState
 from ruuhka.private_files import create_private_database
 
@@ -40,6 +50,13 @@ CREATE TABLE IF NOT EXISTS facility_series (
     ice_temp_c REAL,
     air_temp_c REAL,
     people INTEGER,
+    PRIMARY KEY (facility, ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS facility_checkpoints (
+    facility TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    tracker TEXT NOT NULL,
     PRIMARY KEY (facility, ts_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
@@ -103,8 +120,20 @@ class SQLiteStore(Store):
         return found
 
     def commit(
-        self, records: list[Record], states: list[SavedState], statuses: list[DeviceStatus]
+        self,
+        records: list[Record],
+        states: list[SavedState],
+        statuses: list[DeviceStatus],
+        derived: Derived | None = None,
     ) -> None:
+        if derived is None:
+            derived = Derived(
+                series=[
+                    SeriesPoint.of(s.state, s.state.updated_at)
+                    for s in states
+                    if s.state.updated_at is not None
+                ]
+            )
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -137,20 +166,38 @@ class SQLiteStore(Store):
                         for s in states
                     ],
                 )
+                for facility, (start, end) in derived.replace.items():
+                    end_ms = _ms(end) if end is not None else 2**62
+                    for table in ("facility_series", "facility_checkpoints"):
+                        db.execute(
+                            f"DELETE FROM {table} WHERE facility = ? AND ts_ms >= ? AND ts_ms < ?",
+                            (facility, _ms(start), end_ms),
+                        )
                 db.executemany(
                     "INSERT OR REPLACE INTO facility_series VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
-                            s.state.facility,
-                            _ms(s.state.updated_at),
-                            s.state.occupancy,
-                            s.state.ice_temp_c,
-                            s.state.air_temp_c,
-                            s.state.people,
-                            s.state.spots_in_use,
+                            p.facility,
+                            _ms(p.at),
+                            p.occupancy,
+                            p.ice_temp_c,
+                            p.air_temp_c,
+                            p.people,
+                            p.spots_in_use,
                         )
-                        for s in states
-                        if s.state.updated_at is not None
+                        for p in derived.series
+                    ],
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO facility_checkpoints VALUES (?, ?, ?, ?)",
+                    [
+                        (
+                            c.facility,
+                            _ms(c.day_start),
+                            c.state.model_dump_json(),
+                            json.dumps(c.tracker.to_json()),
+                        )
+                        for c in derived.checkpoints
                     ],
                 )
                 for status in statuses:
@@ -181,6 +228,49 @@ class SQLiteStore(Store):
             )
             for facility, state, tracker in rows
         }
+
+    def readings_between(
+        self, facility: str, start: datetime, end: datetime | None = None
+    ) -> list[Record]:
+        end_ms = _ms(end) if end is not None else 2**62
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device, seq, stream, facility, source, ts_ms, device_ts, received_ms, data "
+                "FROM readings WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms, device, seq",
+                (facility, _ms(start), end_ms),
+            ).fetchall()
+        return [
+            Record(
+                device,
+                seq,
+                stream,
+                facility_,
+                source,
+                _from_ms(ts_ms),
+                datetime.fromisoformat(device_ts),
+                _from_ms(received_ms),
+                json.loads(data),
+            )
+            for device, seq, stream, facility_, source, ts_ms, device_ts, received_ms, data in rows
+        ]
+
+    def checkpoint_before(self, facility: str, when: datetime) -> Checkpoint | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT ts_ms, state, tracker FROM facility_checkpoints "
+                "WHERE facility = ? AND ts_ms <= ? ORDER BY ts_ms DESC LIMIT 1",
+                (facility, _ms(when)),
+            ).fetchone()
+        if row is None:
+            return None
+        ts_ms, state, tracker = row
+        return Checkpoint(
+            facility,
+            _from_ms(ts_ms),
+            FacilityState.model_validate_json(state),
+            Tracker.from_json(json.loads(tracker)),
+        )
 
     def history(
         self, facility: str, start: datetime, end: datetime, every_s: int

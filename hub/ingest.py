@@ -292,12 +292,14 @@ class Ingest:
                 return  # the store commit gave up because the hub is stopping
             self.metrics.worker_errors.inc()
             log.exception("ingest failed on a batch of %d; retrying one by one", len(batch))
+        self._restore_derivers()
         for msg in batch:
             try:
                 self._process([msg])
             except Exception:
                 if self._stop.is_set():
                     return
+                self._restore_derivers()
                 self.metrics.rejected.labels("internal_error").inc()
                 log.exception(
                     "dropped a message from %s that ingest cannot handle", _sender(msg.topic)
@@ -350,6 +352,15 @@ class Ingest:
     def _publish(self, state: FacilityState) -> None:
         self.client.publish(facility_state_topic(state.facility), encode(state), qos=1, retain=True)
         self.on_state(state)
+
+    def _restore_derivers(self) -> None:
+        """Back to the states last committed: a batch that failed half-way must not
+        leave the readings it did not store in the live state."""
+        saved = self._retrying("read", self.store.load_states)
+        for facility, deriver in self.derivers.items():
+            prior = saved.get(facility)
+            deriver.state = prior.state if prior else FacilityState(facility=facility)
+            deriver.tracker = prior.tracker if prior else Tracker()
 
     def _validate(self, msg: Message) -> tuple[str, Stream, Reading]:
         try:

@@ -60,7 +60,6 @@ def fold(
     seqs = deriver.tracker.seqs
     if reading.seq <= seqs.get(device, -1):
         return False
-    seqs[device] = reading.seq
     facility = deriver.facility
     start = day_start(facility, when)
     newest = deriver.state.updated_at
@@ -70,6 +69,7 @@ def fold(
         state = deriver.state.model_copy(deep=True)
         out.checkpoints.append(Checkpoint(facility.id, start, state, tracker))
     changed = deriver.apply(reading, source, when, clock_flags)
+    seqs[device] = reading.seq
     out.series.append(SeriesPoint.of(deriver.state, slot_of(when)))
     return changed
 

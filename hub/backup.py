@@ -222,6 +222,10 @@ def _run(args: argparse.Namespace) -> int:
     from hub.config import HubSettings
 
     settings = load_settings(HubSettings, args.config)
+    if args.store_command == "rederive":
+        from hub.rederive import run_command
+
+        return run_command(settings, args.facility, args.since, args.until)
     try:
         if args.store_command == "backup":
             backup(settings, args.directory)
@@ -242,5 +246,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("directory", type=Path, help="a directory made by backup")
     p.add_argument(
         "--replace", action="store_true", help="overwrite files that hold data (hub stopped)"
+    )
+    p = sub.add_parser(
+        "rederive",
+        help="fold the stored readings again and rewrite the derived series "
+        "(the running hub does this by itself for late readings)",
+    )
+    p.add_argument(
+        "--facility", action="append", default=[], help="a facility id (repeat; default all)"
+    )
+    p.add_argument(
+        "--from", dest="since", help="a date or RFC 3339 time (default: the first reading)"
+    )
+    p.add_argument(
+        "--to", dest="until", help="a date or time: through the end of its day (default: all)"
     )
     parser.set_defaults(func=_run)

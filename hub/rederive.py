@@ -73,17 +73,27 @@ def fold(
     if reading.seq <= seqs.get(device, -1):
         return False
     facility = deriver.facility
-    start = day_start(facility, when)
+    start = _day_of(deriver, when)
     newest = deriver.state.updated_at
-    if newest is None or start > day_start(facility, newest):
+    if newest is None or newest < start:  # folded in time order: newest <= when
         tracker = Tracker.from_json(deriver.tracker.to_json())
         tracker.late_from = ""
         state = deriver.state.model_copy(deep=True)
         out.checkpoints.append(Checkpoint(facility.id, start, state, tracker))
     changed = deriver.apply(reading, source, when, clock_flags)
     seqs[device] = reading.seq
-    out.series.append(SeriesPoint.of(deriver.state, slot_of(when)))
+    out.add(SeriesPoint.of(deriver.state, slot_of(when)))
     return changed
+
+
+def _day_of(deriver: FacilityDeriver, when: datetime) -> datetime:
+    """day_start, remembered for the day in hand (time zones are slow to convert)."""
+    span = deriver.day_span
+    if span is not None and span[0] <= when < span[1]:
+        return span[0]
+    start = day_start(deriver.facility, when)
+    deriver.day_span = (start, day_start(deriver.facility, start + timedelta(hours=26)))
+    return start
 
 
 def reading_of(record: Record) -> Reading:

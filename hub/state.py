@@ -85,6 +85,8 @@ class FacilityDeriver:
         self.facility = facility
         self.state = state or FacilityState(facility=facility.id)
         self.tracker = tracker
+        # The local day in hand, [start, end) in UTC (hub/rederive.py).
+        self.day_span: tuple[datetime, datetime] | None = None
 
     def apply(
         self, reading: Reading, source: str, when: datetime, clock_flags: list[Quality]

@@ -114,8 +114,21 @@ class Derived:
     and per facility the span [start, end) (no end: on) whose earlier series and
     checkpoints they replace."""
 
-    series: list[SeriesPoint] = field(default_factory=list)
+    series: dict[tuple[str, datetime], SeriesPoint] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
+
+    def add(self, point: SeriesPoint) -> None:
+        """A later point of the same facility and minute replaces the earlier one."""
+        self.series[(point.facility, point.at)] = point
+
+    @classmethod
+    def of_states(cls, states: list[SavedState]) -> Derived:
+        """Each state a series point at its ``updated_at`` (for seeding a store)."""
+        derived = cls()
+        for saved in states:
+            if saved.state.updated_at is not None:
+                derived.add(SeriesPoint.of(saved.state, saved.state.updated_at))
+        return derived
     replace: dict[str, tuple[datetime, datetime | None]] = field(default_factory=dict)
 
 

@@ -48,7 +48,6 @@ from hub.store import (
     HistoryBucket,
     Record,
     SavedState,
-    SeriesPoint,
     Store,
     StoreURLError,
 )
@@ -510,7 +509,7 @@ class InfluxStore(Store):
                     reading_time_ns(r.device_ts, r.seq), WritePrecision.NS
                 ).to_line_protocol()
             )
-        for p in derived.series:
+        for p in derived.series.values():
             series = Point(SERIES).tag("facility", p.facility).field("revision", p.revision)
             if p.occupancy is not None:
                 series.field("occupancy", int(p.occupancy))
@@ -552,13 +551,7 @@ class InfluxStore(Store):
         derived: Derived | None = None,
     ) -> None:
         if derived is None:
-            derived = Derived(
-                series=[
-                    SeriesPoint.of(s.state, s.state.updated_at)
-                    for s in states
-                    if s.state.updated_at is not None
-                ]
-            )
+            derived = Derived.of_states(states)
         with self._lock:
             lines = self._lines(records, states, statuses, derived)
         self.writer.write(lines)

@@ -17,7 +17,6 @@ from hub.store import (
     HistoryBucket,
     Record,
     SavedState,
-    SeriesPoint,
     Store,
     StoreURLError,
 )
@@ -127,13 +126,7 @@ class SQLiteStore(Store):
         derived: Derived | None = None,
     ) -> None:
         if derived is None:
-            derived = Derived(
-                series=[
-                    SeriesPoint.of(s.state, s.state.updated_at)
-                    for s in states
-                    if s.state.updated_at is not None
-                ]
-            )
+            derived = Derived.of_states(states)
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -185,7 +178,7 @@ class SQLiteStore(Store):
                             p.people,
                             p.spots_in_use,
                         )
-                        for p in derived.series
+                        for p in derived.series.values()
                     ],
                 )
                 db.executemany(

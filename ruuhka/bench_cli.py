@@ -18,6 +18,7 @@ SCRIPTS = {
     "anonymise": "anonymise.py",
     "ingest": "ingest.py",
     "ingest-replicas": "ingest_replicas.py",
+    "late-data": "late_data.py",
     "edge-footprint": "edge_footprint.py",
     "fanout": "fanout.py",
     "soak": "soak.py",

@@ -226,6 +226,10 @@ def _run(args: argparse.Namespace) -> int:
         from hub.rederive import run_command
 
         return run_command(settings, args.facility, args.since, args.until)
+    if args.store_command == "quarantine":
+        from hub.quarantine import run_command as show
+
+        return show(settings, args.device, args.reason, args.limit, args.json)
     try:
         if args.store_command == "backup":
             backup(settings, args.directory)
@@ -261,4 +265,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--to", dest="until", help="a date or time: through the end of its day (default: all)"
     )
+    p = sub.add_parser("quarantine", help="the messages ingest refused, newest first")
+    p.add_argument("--device", help="only from this device")
+    p.add_argument("--reason", help="only for this reason (as in /metrics)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true", help="JSON, with the payloads in base64")
     parser.set_defaults(func=_run)

@@ -263,10 +263,15 @@ class IngestSettings(_Strict):
         description="A broker unreachable longer than this is named in /healthz's warnings "
         "(the answer stays 200: a broker outage must not take every replica out at once).",
     )
+    quarantine_keep: PositiveInt = Field(
+        default=10_000,
+        description="Refused messages kept for operators (ruuhka store quarantine) on SQLite; "
+        "the oldest go. On InfluxDB the bucket's retention bounds them.",
+    )
     recompute_every_s: PositiveFloat = Field(
         default=10,
         description="While a backlog drains, late readings are folded in at their own time "
-        "at least this often (and at once when nothing waits).",
+        "this often, or less when a recompute takes long (and at once when nothing waits).",
     )
     max_seq_jump: PositiveInt = Field(
         default=1_000_000,

@@ -27,7 +27,15 @@ from hub.metrics import Metrics
 from hub.rederive import fold, is_late, mark_late, recompute
 from hub.snapshots import Picture, SnapshotStore, decode_jpeg
 from hub.state import FacilityDeriver, Tracker
-from hub.store import Derived, DeviceStatus, Record, SavedState, Store
+from hub.store import (
+    QUARANTINE_PAYLOAD_BYTES,
+    Derived,
+    DeviceStatus,
+    Quarantined,
+    Record,
+    SavedState,
+    Store,
+)
 from ruuhka.contract import (
     TOPIC_ROOT,
     CountPayload,
@@ -69,11 +77,25 @@ class Message:
 
 
 class RejectLog:
-    """Logs a rejection at most once per (sender, reason) per minute."""
+    """Logs a rejection at most once per (sender, reason) per minute, and admits a
+    few a minute to the quarantine: a flood of garbage must not fill the store."""
 
-    def __init__(self, every_s: float = 60.0) -> None:
+    def __init__(self, every_s: float = 60.0, keep_per_minute: int = 10) -> None:
         self.every_s = every_s
+        self.keep_per_minute = keep_per_minute
         self._last: dict[tuple[str, str], float] = {}
+        self._kept: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def keep(self, sender: str, reason: str) -> bool:
+        now = time.monotonic()
+        if len(self._kept) > 10_000:
+            self._kept.clear()  # many senders: start counting again rather than grow
+        key = (sender, reason)
+        since, n = self._kept.get(key, (now, 0))
+        if now - since >= 60:
+            since, n = now, 0
+        self._kept[key] = (since, n + 1)
+        return n < self.keep_per_minute
 
     def warn(self, sender: str, reason: str, detail: str) -> None:
         now = time.monotonic()
@@ -148,7 +170,9 @@ class Ingest:
         self.store_failing = False
         self._down_since: float | None = time.monotonic()  # not connected yet
         self._in_hand: datetime | None = None  # the oldest reading of the batch in hand
-        self._recomputed_at = 0.0  # monotonic time of the last recompute after late readings
+        self._quarantine: list[Quarantined] = []
+        self._recomputed_at = 0.0  # when the last recompute after late readings ended
+        self._recompute_took = 0.0  # and how long it took (monotonic seconds)
         self._max_seq = store.max_seqs()
         saved = store.load_states()
         self.derivers: dict[str, FacilityDeriver] = {}
@@ -300,23 +324,25 @@ class Ingest:
                 if self._stop.is_set():
                     return
                 self._restore_derivers()
-                self.metrics.rejected.labels("internal_error").inc()
                 log.exception(
                     "dropped a message from %s that ingest cannot handle", _sender(msg.topic)
                 )
+                self._refuse(msg, "internal_error", "ingest failed on it; see the hub's log")
+                self._keep_quarantined()
                 self.client.ack(msg.mid, msg.qos)
 
     def _recompute_due(self) -> None:
-        """Fold late readings in at their own time: when nothing waits, or at least
-        every ``[ingest] recompute_every_s`` while a backlog drains (each recompute
-        covers all late readings stored by then)."""
+        """Fold late readings in at their own time: when nothing waits, or while a
+        backlog drains at least every ``[ingest] recompute_every_s`` and never
+        more than a fifth of the worker's time (each recompute covers all late
+        readings stored by then)."""
         late = [d for d in self.derivers.values() if d.tracker.late_from]
         if not late:
             return
-        every = self.settings.ingest.recompute_every_s
-        if not self._queue.empty() and time.monotonic() - self._recomputed_at < every:
+        pause = max(self.settings.ingest.recompute_every_s, 4 * self._recompute_took)
+        if not self._queue.empty() and time.monotonic() - self._recomputed_at < pause:
             return
-        self._recomputed_at = time.monotonic()
+        started = time.monotonic()
         for deriver in late:
             if self._stop.is_set():
                 return
@@ -327,6 +353,8 @@ class Ingest:
                     return
                 self.metrics.worker_errors.inc()
                 log.exception("recomputing %s after late readings failed", deriver.facility.id)
+        self._recomputed_at = time.monotonic()
+        self._recompute_took = self._recomputed_at - started
 
     def _recompute(self, deriver: FacilityDeriver) -> None:
         since = datetime.fromisoformat(deriver.tracker.late_from)
@@ -394,13 +422,38 @@ class Ingest:
             raise Rejected("unknown_device", f"{device!r} is not in the hub's configuration")
         return device, stream, reading
 
-    def _seq_jump(self, device: str, seq: int, previous: int | None) -> bool:
+    def _refuse(self, msg: Message, reason: str, detail: str) -> None:
+        """Count and log a refused message, and keep it in quarantine for operators."""
+        sender = _sender(msg.topic)
+        self.metrics.rejected.labels(reason).inc()
+        self.reject_log.warn(sender, reason, detail)
+        if self.reject_log.keep(sender, reason):
+            self._quarantine.append(
+                Quarantined(
+                    msg.received_at,
+                    msg.topic[:300],
+                    sender,
+                    reason,
+                    detail[:2000],
+                    len(msg.payload),
+                    bytes(msg.payload[:QUARANTINE_PAYLOAD_BYTES]),
+                )
+            )
+        else:
+            self.metrics.quarantine_skipped.inc()
+
+    def _keep_quarantined(self) -> None:
+        if self._quarantine:
+            entries, self._quarantine = self._quarantine, []
+            keep = self.settings.ingest.quarantine_keep
+            self._retrying("commit", lambda: self.store.quarantine(entries, keep))
+
+    def _seq_jump(self, msg: Message, seq: int, previous: int | None) -> bool:
         """A seq far ahead of the device's last would hold back every later reading
         as out of order; a device that has never been seen sets its own start."""
         if previous is None or seq <= previous + self.settings.ingest.max_seq_jump:
             return False
-        self.metrics.rejected.labels("seq_jump").inc()
-        self.reject_log.warn(device, "seq_jump", f"seq {seq} after {previous}")
+        self._refuse(msg, "seq_jump", f"seq {seq} after {previous}")
         return True
 
     def _effective_time(
@@ -417,14 +470,14 @@ class Ingest:
         return _to_ms(reading.ts.astimezone(UTC)), []
 
     def _process(self, batch: list[Message]) -> None:
+        self._quarantine = []  # a batch tried again must not keep its refusals twice
         valid: list[tuple[Message, str, Stream, Reading]] = []
         statuses: list[DeviceStatus] = []
         for msg in batch:
             try:
                 device, stream, reading = self._validate(msg)
             except Rejected as exc:
-                self.metrics.rejected.labels(exc.reason).inc()
-                self.reject_log.warn(_sender(msg.topic), exc.reason, str(exc))
+                self._refuse(msg, exc.reason, str(exc))
                 continue
             if isinstance(reading, StatusPayload):
                 # Retained and re-sent on every subscribe: not a seq-ordered reading.
@@ -444,12 +497,11 @@ class Ingest:
             if key in known:
                 self.metrics.duplicates.inc()
                 continue
-            if self._seq_jump(device, reading.seq, self._max_seq.get(device)):
+            if self._seq_jump(msg, reading.seq, self._max_seq.get(device)):
                 continue
             route = self.router.route(device, reading)
             if route is None and not isinstance(reading, HeartbeatPayload):
-                self.metrics.rejected.labels("unknown_source").inc()
-                self.reject_log.warn(device, "unknown_source", f"{stream.value} not mapped")
+                self._refuse(msg, "unknown_source", f"{stream.value} not mapped")
                 continue
             known.add(key)
             when, clock_flags = self._effective_time(reading, msg.received_at)
@@ -495,6 +547,7 @@ class Ingest:
                 changed[facility] = deriver
 
         self._commit(records, touched, statuses, derived)
+        self._keep_quarantined()
         if pictures and self.snapshots is not None:
             self.snapshots.offer(pictures)  # checked and kept on the picture store's thread
         now = datetime.now(UTC)

@@ -45,6 +45,12 @@ class Metrics:
             "Readings with a lower seq than the device's newest: stored, folded in by a recompute.",
             registry=r,
         )
+        self.quarantine_skipped = Counter(
+            "ruuhka_quarantine_skipped",
+            "Refused messages counted but not kept: more than ten a minute from one sender "
+            "for one reason.",
+            registry=r,
+        )
         self.late = Counter(
             "ruuhka_readings_late",
             "Readings older than their facility's state: stored, folded in at their own time "

@@ -4,7 +4,11 @@ says when the hub cannot take readings."""
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
+import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 
 from hub.ingest import Ingest, Message
 from hub.metrics import Metrics
+from hub.store import QUARANTINE_PAYLOAD_BYTES
 from hub.store.sqlite import SQLiteStore
 from ruuhka.broker import Broker
 from ruuhka.contract import Stream, parse_payload
@@ -88,6 +93,47 @@ def test_poison_is_refused_and_ingest_goes_on(broker: Broker, hub: HubProcess) -
     mosquitto_pub(broker, GATE, count(4, 110))
     wait_for(lambda: hub.facility("pool")["occupancy"] == 10, 30, "a reading after the restart")
     assert hub.facility("rink")["ice_temp_c"] == -5.0
+
+    # Every refusal is in quarantine once, with what the device sent.
+    command = [sys.executable, "-m", "ruuhka", "store", "--config", str(hub.config)]
+    done = subprocess.run(
+        [*command, "quarantine", "--json", "--limit", "100"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    entries = json.loads(done.stdout)
+    assert Counter(e["reason"] for e in entries) == {
+        "invalid_payload": len(poison),
+        "seq_jump": 1,
+        "retained": 1,
+    }
+    jump = next(e for e in entries if e["reason"] == "seq_jump")
+    assert jump["device"] == "test-rink" and "after 1" in jump["detail"]
+    assert b"9223372036854775807" in base64.b64decode(jump["payload_b64"])
+    assert all(e["size"] == len(base64.b64decode(e["payload_b64"])) for e in entries)
+
+
+def test_a_flood_of_garbage_keeps_a_few_a_minute(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    store = SQLiteStore(db)
+    metrics = Metrics()
+    ingest = Ingest(hub_settings(db), store, metrics, on_state=lambda state: None)
+    flood = [Message(GATE, b"{not json" + bytes([n]), n, 1, datetime.now(UTC)) for n in range(30)]
+    huge = Message(RINK, b"x" * 100_000, 99, 1, datetime.now(UTC))
+    try:
+        ingest._process([*flood, huge])
+        assert metrics.rejected.labels("malformed_json")._value.get() == 30
+        assert metrics.quarantine_skipped._value.get() == 20
+        kept = store.quarantined()
+        assert Counter(q.reason for q in kept) == {"malformed_json": 10, "oversized": 1}
+        big = store.quarantined(reason="oversized")[0]
+        assert big.size == 100_000 and len(big.payload) == QUARANTINE_PAYLOAD_BYTES
+        store.quarantine(kept, keep=3)  # the bound: the oldest go
+        assert len(store.quarantined(limit=100)) == 3
+    finally:
+        store.close()
 
 
 def test_an_unforeseen_failure_drops_one_message_not_the_worker(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from hub.store import (
     EARLIEST,
     LATEST,
     DeviceStatus,
+    Quarantined,
     Record,
     SavedState,
     Store,
@@ -395,3 +396,19 @@ def test_the_hub_runs_on_influxdb_and_restarts_where_it_stopped(
         assert store.count_readings("test-gate") == 4
     finally:
         store.close()
+
+
+def test_refused_messages_are_kept_newest_first(store: Store) -> None:
+    def refused(n: int, device: str, reason: str) -> Quarantined:
+        payload = bytes(range(256)) * 2 + str(n).encode()  # not text: kept as it came
+        topic = f"ruuhka/v1/devices/{device}/count"
+        return Quarantined(T0 + timedelta(seconds=n), topic, device, reason, "why", 9000, payload)
+
+    entries = [refused(1, "gate", "seq_jump"), refused(2, "gate", "malformed_json")]
+    store.quarantine(entries, keep=100)
+    store.quarantine([refused(3, "rink", "malformed_json")], keep=100)
+    newest = store.quarantined()
+    assert [q.device for q in newest] == ["rink", "gate", "gate"]
+    assert newest[2].payload == entries[0].payload and newest[2].size == 9000
+    assert [q.reason for q in store.quarantined(device="gate", reason="seq_jump")] == ["seq_jump"]
+    assert len(store.quarantined(limit=1)) == 1

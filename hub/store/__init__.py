@@ -129,7 +129,25 @@ class Derived:
             if saved.state.updated_at is not None:
                 derived.add(SeriesPoint.of(saved.state, saved.state.updated_at))
         return derived
+
     replace: dict[str, tuple[datetime, datetime | None]] = field(default_factory=dict)
+
+
+# What a quarantined message keeps of its payload: enough to see what was wrong.
+QUARANTINE_PAYLOAD_BYTES = 16 * 1024
+
+
+@dataclass
+class Quarantined:
+    """A message ingest refused, kept for operators (a dead letter)."""
+
+    at: datetime
+    topic: str
+    device: str
+    reason: str
+    detail: str
+    size: int  # of the whole payload
+    payload: bytes  # its first QUARANTINE_PAYLOAD_BYTES
 
 
 @dataclass
@@ -187,6 +205,16 @@ class Store(ABC):
     @abstractmethod
     def checkpoint_before(self, facility: str, when: datetime) -> Checkpoint | None:
         """The facility's latest checkpoint at or before ``when``."""
+
+    @abstractmethod
+    def quarantine(self, entries: list[Quarantined], keep: int) -> None:
+        """Keep these refused messages, and at most ``keep`` in all (the oldest go)."""
+
+    @abstractmethod
+    def quarantined(
+        self, device: str | None = None, reason: str | None = None, limit: int = 100
+    ) -> list[Quarantined]:
+        """The newest refused messages first."""
 
     @abstractmethod
     def load_states(self) -> dict[str, SavedState]: ...

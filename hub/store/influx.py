@@ -46,6 +46,7 @@ from hub.store import (
     Derived,
     DeviceStatus,
     HistoryBucket,
+    Quarantined,
     Record,
     SavedState,
     Store,
@@ -59,6 +60,7 @@ READINGS = "readings"
 SERIES = "facility_series"
 STATE = "facility_state"
 CHECKPOINTS = "facility_checkpoint"
+QUARANTINE = "quarantine"
 DEVICES = "device_status"
 
 # Reading points are placed at the device's timestamp, clamped to a range every
@@ -604,6 +606,44 @@ class InfluxStore(Store):
                     if row.get("seq") in seqs:
                         found.add((device, int(row["seq"])))
         return found
+
+    def quarantine(self, entries: list[Quarantined], keep: int) -> None:
+        """InfluxDB cannot delete through its query API: the quarantine is bounded
+        by the bucket's retention, and by ingest keeping only a few a minute."""
+        lines = []
+        with self._lock:
+            for q in entries:
+                point = Point(QUARANTINE).tag("device", q.device).tag("reason", q.reason)
+                point.field("topic", q.topic).field("detail", q.detail).field("size", q.size)
+                point.field("payload", base64.b64encode(q.payload).decode())
+                lines.append(point.time(self._next_ns(), WritePrecision.NS).to_line_protocol())
+        self.writer.write(lines)
+
+    def quarantined(
+        self, device: str | None = None, reason: str | None = None, limit: int = 100
+    ) -> list[Quarantined]:
+        where = [
+            f"{tag} = {_quote(value)}"
+            for tag, value in (("device", device), ("reason", reason))
+            if value is not None
+        ]
+        statement = f"SELECT topic, detail, size, payload, device, reason FROM {QUARANTINE}"
+        if where:
+            statement += " WHERE " + " AND ".join(where)
+        statement += f" ORDER BY time DESC LIMIT {int(limit)}"
+        return [
+            Quarantined(
+                _from_ms(row["time"]),
+                row["topic"],
+                row["device"],
+                row["reason"],
+                row["detail"],
+                int(row["size"]),
+                base64.b64decode(row["payload"]),
+            )
+            for series in self.reader.query(statement)
+            for row in _rows(series)
+        ]
 
     def load_states(self) -> dict[str, SavedState]:
         out: dict[str, SavedState] = {}

@@ -15,6 +15,7 @@ from hub.store import (
     Derived,
     DeviceStatus,
     HistoryBucket,
+    Quarantined,
     Record,
     SavedState,
     Store,
@@ -58,6 +59,16 @@ CREATE TABLE IF NOT EXISTS facility_checkpoints (
     tracker TEXT NOT NULL,
     PRIMARY KEY (facility, ts_ms)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    device TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS devices (
     device TEXT PRIMARY KEY,
     online INTEGER,
@@ -209,6 +220,46 @@ class SQLiteStore(Store):
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def quarantine(self, entries: list[Quarantined], keep: int) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO quarantine (at_ms, topic, device, reason, detail, size, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (_ms(q.at), q.topic, q.device, q.reason, q.detail, q.size, q.payload)
+                        for q in entries
+                    ],
+                )
+                db.execute(
+                    "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
+                    (keep,),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def quarantined(
+        self, device: str | None = None, reason: str | None = None, limit: int = 100
+    ) -> list[Quarantined]:
+        where, params = [], []
+        for column, value in (("device", device), ("reason", reason)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT at_ms, topic, device, reason, detail, size, payload FROM quarantine"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [
+            Quarantined(_from_ms(at_ms), topic, dev, why, detail, size, bytes(payload))
+            for at_ms, topic, dev, why, detail, size, payload in rows
+        ]
 
     def load_states(self) -> dict[str, SavedState]:
         with self._lock:

@@ -37,12 +37,14 @@ from hub.store import (
     Store,
 )
 from ruuhka.contract import (
+    RESET_SEQ_TOPIC,
     TOPIC_ROOT,
     CountPayload,
     FacilityState,
     HeartbeatPayload,
     Quality,
     Reading,
+    ResetSeq,
     RinkPayload,
     SnapshotPayload,
     StatusPayload,
@@ -202,7 +204,7 @@ class Ingest:
     def _subscriptions(self) -> list[tuple[str, int]]:
         group = self.settings.ingest.shared_group
         devices = f"$share/{group}/{DEVICE_SUBSCRIPTION}" if group else DEVICE_SUBSCRIPTION
-        return [(devices, 1), (STATE_SUBSCRIPTION, 1)]
+        return [(devices, 1), (STATE_SUBSCRIPTION, 1), (RESET_SEQ_TOPIC, 1)]
 
     def start(self) -> None:
         self._worker.start()
@@ -305,6 +307,38 @@ class Ingest:
             self.metrics.queue_depth.dec(len(batch))
 
     def _process_guarded(self, batch: list[Message]) -> None:
+        """Readings in batches, an operator's command in its place between them."""
+        start = 0
+        for n, msg in enumerate(batch):
+            if msg.topic == RESET_SEQ_TOPIC:
+                if start < n:
+                    self._process_readings(batch[start:n])
+                self._reset_seq(msg)
+                start = n + 1
+        if start < len(batch):
+            self._process_readings(batch[start:])
+
+    def _reset_seq(self, msg: Message) -> None:
+        """Forget the device's seq here, in every facility's tracker and in the store,
+        so that a restarted hub forgets it too."""
+        try:
+            command = ResetSeq.model_validate_json(msg.payload)
+        except ValidationError as exc:
+            log.error("ignored a seq reset that does not parse: %s", str(exc)[:300])
+            self.client.ack(msg.mid, msg.qos)
+            return
+        device = command.device
+        self._max_seq.pop(device, None)
+        touched = [
+            d for d in self.derivers.values() if d.tracker.seqs.pop(device, None) is not None
+        ]
+        states = [SavedState(d.state, d.tracker) for d in touched]
+        self._retrying("commit", lambda: self.store.reset_seq(device, command.at))
+        self._retrying("commit", lambda: self.store.commit([], states, [], Derived()))
+        log.warning("the seq of %s was reset by an operator: its next reading starts again", device)
+        self.client.ack(msg.mid, msg.qos)
+
+    def _process_readings(self, batch: list[Message]) -> None:
         """No message may stop the worker: when a batch fails for a reason the
         checks did not foresee, its messages go through again one at a time, and
         the one that still fails is counted, logged and acknowledged."""

@@ -45,6 +45,7 @@ from hub.rederive import fold, is_late, mark_late
 from hub.state import FacilityDeriver
 from hub.store import Derived, Store
 from ruuhka.contract import (
+    RESET_SEQ_TOPIC,
     TOPIC_ROOT,
     FacilityState,
     HeartbeatPayload,
@@ -162,7 +163,8 @@ class OwnerIngest(Ingest):
 
     def _subscriptions(self) -> list[tuple[str, int]]:
         devices = [(device_filter(d), 1) for d in self.partition.devices]
-        return devices + [(facility_state_topic(f), 0) for f in sorted(self.partition.owned)]
+        states = [(facility_state_topic(f), 0) for f in sorted(self.partition.owned)]
+        return [*devices, *states, (RESET_SEQ_TOPIC, 1)]
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -189,7 +191,13 @@ class OwnerIngest(Ingest):
         )
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        failed = [code for code in reason_codes if code.is_failure]
+        # The last is the operators' seq resets: a broker whose roles predate them
+        # refuses it, and the owner session derives all the same.
+        failed = [code for code in reason_codes[:-1] if code.is_failure]
+        if reason_codes and reason_codes[-1].is_failure:
+            log.warning(
+                "the broker refused the seq resets subscription; see ruuhka device reset-seq"
+            )
         if failed:
             log.error("broker refused the owner subscriptions: %s", failed)
             return

@@ -40,7 +40,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from ruuhka import dynsec
-from ruuhka.contract import DEVICE_ID_PATTERN
+from ruuhka.contract import DEVICE_ID_PATTERN, ResetSeq
 
 DEFAULT_DIR = Path("/etc/mosquitto/ruuhka")
 DEFAULT_CONTROL_URL = "mqtt://127.0.0.1:1883"
@@ -486,6 +486,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reset_seq(args: argparse.Namespace) -> int:
+    if not _DEVICE_ID_RE.fullmatch(args.device):
+        raise AccessError(f"device id {args.device!r} must match {DEVICE_ID_PATTERN}")
+    command = ResetSeq(device=args.device, at=datetime.now(UTC))
+    with _control(_files(args), args.control_url) as control:
+        try:
+            control.reset_seq(command.model_dump_json().encode())
+        except dynsec.ControlError as exc:
+            raise AccessError(str(exc)) from None
+    print(
+        f"# the seq of {args.device} is reset on every hub: its next reading starts again "
+        "(hubs that are down now get this when they reconnect)"
+    )
+    return 0
+
+
 def _cmd_clear_retained(args: argparse.Namespace) -> int:
     if not _DEVICE_ID_RE.fullmatch(args.device):
         raise AccessError(f"device id {args.device!r} must match {DEVICE_ID_PATTERN}")
@@ -589,6 +605,14 @@ def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("device")
     p.set_defaults(func=_run(_cmd_clear_retained))
+
+    p = commands.add_parser(
+        "reset-seq",
+        parents=[common, broker],
+        help="make every hub forget a device's seq (after a bad one was stored)",
+    )
+    p.add_argument("device")
+    p.set_defaults(func=_run(_cmd_reset_seq))
 
     p = commands.add_parser(
         "mosquitto-conf",

@@ -28,6 +28,8 @@ VERSION = "v1"
 TOPIC_ROOT = f"ruuhka/{VERSION}"
 DEVICE_TOPIC = TOPIC_ROOT + "/devices/{device_id}/{stream}"
 FACILITY_STATE_TOPIC = TOPIC_ROOT + "/facilities/{facility_id}/state"
+# Operators' commands to every hub; only the broker's admin account may publish here.
+RESET_SEQ_TOPIC = TOPIC_ROOT + "/control/reset-seq"
 DEVICE_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
@@ -230,6 +232,16 @@ class FacilityState(BaseModel):
     count_simulated: bool = Field(
         default=False, description="The camera's figures come from a simulation (demo)."
     )
+
+
+class ResetSeq(BaseModel):
+    """Forget what the hubs believe about a device's seq (``ruuhka device reset-seq``):
+    its next reading sets the start again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: DeviceId
+    at: AwareDatetime
 
 
 class TopicError(ValueError):

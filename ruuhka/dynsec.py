@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ruuhka.contract import TOPIC_ROOT
+from ruuhka.contract import RESET_SEQ_TOPIC, TOPIC_ROOT
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
@@ -52,6 +52,14 @@ def _acl(kind: str, topic: str) -> dict[str, Any]:
     return {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
 
 
+# Operators' commands to the hubs (ruuhka device reset-seq): added to roles created
+# before there were any, the first time one is sent.
+CONTROL_ACLS = {
+    ADMIN_ROLE: [_acl("publishClientSend", RESET_SEQ_TOPIC)],
+    HUB_ROLE: [_acl("subscribePattern", RESET_SEQ_TOPIC)],
+}
+
+
 def device_role(device: str) -> str:
     return f"device-{device}"
 
@@ -66,6 +74,7 @@ def role_document(rolename: str) -> dict[str, Any]:
             # To find and clear what a device left retained (ruuhka device clear-retained).
             _acl("subscribePattern", f"{DEVICE_TOPICS}/#"),
             _acl("publishClientSend", f"{DEVICE_TOPICS}/#"),
+            *CONTROL_ACLS[ADMIN_ROLE],
         ]
     elif rolename == HUB_ROLE:
         acls = [
@@ -74,6 +83,7 @@ def role_document(rolename: str) -> dict[str, Any]:
             _acl("subscribePattern", f"$share/+/{DEVICE_TOPICS}/#"),
             _acl("subscribePattern", f"{FACILITY_TOPICS}/#"),
             _acl("publishClientSend", f"{FACILITY_TOPICS}/#"),
+            *CONTROL_ACLS[HUB_ROLE],
         ]
     elif rolename.startswith("device-"):
         acls = [_acl("publishClientSend", f"{DEVICE_TOPICS}/{rolename.removeprefix('device-')}/#")]
@@ -252,6 +262,20 @@ class Control:
         for topic in found:
             self._client.publish(topic, b"", qos=1, retain=True).wait_for_publish(self.timeout_s)
         return found
+
+    def reset_seq(self, command: bytes) -> None:
+        """Send the hubs a seq reset, first letting the roles carry it if they predate it."""
+        for rolename, acls in CONTROL_ACLS.items():
+            for acl in acls:
+                try:
+                    self.run([{"command": "addRoleACL", "rolename": rolename, **acl}])
+                except ControlError as exc:
+                    if "already exists" not in str(exc):
+                        raise
+        info = self._client.publish(RESET_SEQ_TOPIC, command, qos=1)
+        info.wait_for_publish(self.timeout_s)
+        if not info.is_published():
+            raise ControlError("the broker did not take the seq reset")
 
     def close(self) -> None:
         self._client.disconnect()

@@ -595,3 +595,53 @@ def test_clear_retained_removes_what_a_device_left_on_the_broker(
     finally:
         hub.close()
     assert secured.device("clear-retained", "Not_A_Device") == 1
+
+
+def test_reset_seq_unfreezes_a_device_on_the_running_hub_and_after_a_restart(
+    secured: SecuredBroker, tmp_path: Path
+) -> None:
+    """A device whose first reading carried an absurd seq: every later one is older
+    by seq and is stored without being shown, until an operator resets its seq."""
+    hub_port = free_port()
+    config = tmp_path / "hub.toml"
+    text = HUB_CONFIG.format(
+        mqtt_url=f"mqtt://127.0.0.1:{secured.port}",
+        db=tmp_path / "hub.db",
+        port=hub_port,
+        client_id="ignored-the-broker-uses-the-user-name",
+    ).replace(
+        "[mqtt]\n",
+        f'[mqtt]\nusername = "ruuhka-hub"\npassword = "{secured.passwords["ruuhka-hub"]}"\n',
+        1,
+    )
+    config.write_text(text, encoding="utf-8")
+    rink = connect(secured.port, "test-rink", secured.passwords["test-rink"])
+
+    def ice(seq: int, celsius: float) -> None:
+        body = {"seq": seq, "ts": dt.datetime.now(dt.UTC).isoformat(), "sensor": "ice"}
+        assert not rink.publish(
+            "ruuhka/v1/devices/test-rink/rink", json.dumps(body | {"ice_temp_c": celsius}).encode()
+        ).is_failure
+
+    hub = HubProcess(config, hub_port, tmp_path / "hub.log").start()
+    try:
+        ice(2**63 - 1, -20.0)
+        wait_for(lambda: hub.facility("rink")["ice_temp_c"] == -20.0, 10, "the absurd reading")
+        ice(10, -4.0)
+        wait_for(lambda: hub.metric("ruuhka_readings_out_of_order_total") == 1, 10, "seq 10")
+        assert hub.facility("rink")["ice_temp_c"] == -20.0  # frozen
+        assert secured.device("reset-seq", "test-rink") == 0
+        wait_for(lambda: "reset by an operator" in hub.log.read_text(), 10, "the reset")
+        ice(11, -5.0)
+        wait_for(lambda: hub.facility("rink")["ice_temp_c"] == -5.0, 10, "seq 11 shown")
+    finally:
+        hub.stop()
+    hub = HubProcess(config, hub_port, tmp_path / "hub2.log").start()
+    try:
+        ice(12, -6.0)
+        wait_for(lambda: hub.facility("rink")["ice_temp_c"] == -6.0, 10, "seq 12 after a restart")
+        assert hub.metric("ruuhka_readings_out_of_order_total") == 0
+    finally:
+        hub.stop()
+        rink.close()
+    assert secured.device("reset-seq", "Not_A_Device") == 1

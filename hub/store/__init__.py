@@ -228,7 +228,12 @@ class Store(ABC):
 
     @abstractmethod
     def max_seqs(self) -> dict[str, int]:
-        """The highest stored seq per device."""
+        """The highest stored seq per device; for a device whose seq was reset, the
+        highest received since (none when nothing came since)."""
+
+    @abstractmethod
+    def reset_seq(self, device: str, at: datetime) -> None:
+        """Forget the device's seqs received before ``at`` in ``max_seqs``."""
 
     @abstractmethod
     def count_readings(self, device: str | None = None) -> int: ...

@@ -61,6 +61,7 @@ SERIES = "facility_series"
 STATE = "facility_state"
 CHECKPOINTS = "facility_checkpoint"
 QUARANTINE = "quarantine"
+SEQ_RESETS = "seq_reset"
 DEVICES = "device_status"
 
 # Reading points are placed at the device's timestamp, clamped to a range every
@@ -743,7 +744,29 @@ class InfluxStore(Store):
     def max_seqs(self) -> dict[str, int]:
         self._load_max_seqs()
         with self._lock:
-            return dict(self._max_seq)
+            found = dict(self._max_seq)  # the true newest stays in _max_seq, for known()
+        statement = f"SELECT last(at_ms) AS at_ms FROM {SEQ_RESETS} GROUP BY device"
+        for series in self.reader.query(statement):
+            device = series.get("tags", {}).get("device")
+            for row in _rows(series):
+                if device is None or row.get("at_ms") is None:
+                    continue
+                since = (
+                    f"SELECT max(seq) AS seq FROM {READINGS} WHERE device = {_quote(device)} "
+                    f"AND received_ms > {int(row['at_ms'])}"
+                )
+                seqs = [r["seq"] for s in self.reader.query(since) for r in _rows(s)]
+                if seqs and seqs[0] is not None:
+                    found[device] = int(seqs[0])
+                else:
+                    found.pop(device, None)
+        return found
+
+    def reset_seq(self, device: str, at: datetime) -> None:
+        point = Point(SEQ_RESETS).tag("device", device).field("at_ms", _ms(at))
+        with self._lock:
+            line = point.time(self._next_ns(), WritePrecision.NS).to_line_protocol()
+        self.writer.write([line])
 
     def count_readings(self, device: str | None = None) -> int:
         where = f" WHERE device = {_quote(device)}" if device is not None else ""

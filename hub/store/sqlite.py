@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
     size INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seq_resets (
+    device TEXT PRIMARY KEY,
+    at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     device TEXT PRIMARY KEY,
     online INTEGER,
@@ -338,7 +342,25 @@ class SQLiteStore(Store):
     def max_seqs(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT device, MAX(seq) FROM readings GROUP BY device")
-            return {device: seq for device, seq in rows.fetchall()}
+            found = {device: seq for device, seq in rows.fetchall()}
+            for device, at_ms in self._db.execute("SELECT device, at_ms FROM seq_resets"):
+                (seq,) = self._db.execute(
+                    "SELECT MAX(seq) FROM readings WHERE device = ? AND received_ms > ?",
+                    (device, at_ms),
+                ).fetchone()
+                if seq is None:
+                    found.pop(device, None)
+                else:
+                    found[device] = seq
+            return found
+
+    def reset_seq(self, device: str, at: datetime) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO seq_resets VALUES (?, ?) ON CONFLICT(device) DO UPDATE SET "
+                "at_ms = MAX(at_ms, excluded.at_ms)",
+                (device, _ms(at)),
+            )
 
     def count_readings(self, device: str | None = None) -> int:
         with self._lock:

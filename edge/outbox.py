@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -95,6 +96,7 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
         self._db.executescript(_SCHEMA)
+        self.epoch = self._epoch()
         newest = self._db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
         self._next_seq = max(self._meta("next_seq"), -1 if newest is None else newest + 1)
         self._committed_seq = self._next_seq - 1
@@ -106,6 +108,15 @@ class Outbox:
         self._first_ack = 0.0
         self._meta_dirty = False
         self._last_commit = -1e18
+
+    def _epoch(self) -> str:
+        """This outbox's installation id, made with it and kept in it: a new or
+        re-imaged device starts its seq from 0 again under a new epoch, and the hub
+        keeps those readings apart from the old ones with the same seqs."""
+        if not self._meta("epoch"):
+            made = secrets.randbits(47) + 1
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (made,))
+        return format(self._meta("epoch"), "x")
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -151,7 +162,7 @@ class Outbox:
         with self._lock:
             for stream, fields in readings:
                 seq = self._next_seq
-                body = {"seq": seq, "ts": stamp, **fields}
+                body = {"seq": seq, "epoch": self.epoch, "ts": stamp, **fields}
                 if not clock_synced:
                     body["clock_synced"] = False
                 topic = device_topic(self.device_id, stream)

@@ -54,6 +54,7 @@ from ruuhka.contract import (
     facility_state_topic,
     parse_payload,
     parse_topic,
+    seq_key,
 )
 from ruuhka.mqtt import connect_async, make_client
 from ruuhka.settings import MqttSettings
@@ -519,7 +520,7 @@ class Ingest:
                 continue
             valid.append((msg, device, stream, reading))
 
-        keys = [(device, r.seq) for _, device, _, r in valid]
+        keys = [(seq_key(device, r.epoch), r.seq) for _, device, _, r in valid]
         known = self._retrying("read", lambda: self.store.known(keys))
         records: list[Record] = []
         pictures: list[Picture] = []
@@ -527,11 +528,12 @@ class Ingest:
         touched: dict[str, FacilityDeriver] = {}
         derived = Derived()
         for msg, device, stream, reading in valid:
-            key = (device, reading.seq)
+            counted_in = seq_key(device, reading.epoch)
+            key = (counted_in, reading.seq)
             if key in known:
                 self.metrics.duplicates.inc()
                 continue
-            if self._seq_jump(msg, reading.seq, self._max_seq.get(device)):
+            if self._seq_jump(msg, reading.seq, self._max_seq.get(counted_in)):
                 continue
             route = self.router.route(device, reading)
             if route is None and not isinstance(reading, HeartbeatPayload):
@@ -550,18 +552,17 @@ class Ingest:
                     ts=when,
                     device_ts=reading.ts,
                     received_at=msg.received_at,
-                    data=reading.model_dump(
-                        mode="json", exclude={"seq", "ts", "jpeg_b64", "device"}, exclude_none=True
-                    ),
+                    data=reading.model_dump(mode="json", exclude=_NOT_IN_DATA, exclude_none=True),
+                    epoch=reading.epoch or "",
                 )
             )
             if isinstance(reading, SnapshotPayload) and reading.jpeg_b64 and facility and source:
                 self._picture(pictures, facility, source, when, reading)
-            out_of_order = reading.seq < self._max_seq.get(device, -1)
+            out_of_order = reading.seq < self._max_seq.get(counted_in, -1)
             if out_of_order:
                 self.metrics.out_of_order.inc()
             else:
-                self._max_seq[device] = reading.seq
+                self._max_seq[counted_in] = reading.seq
             if isinstance(reading, HeartbeatPayload):
                 if not out_of_order:
                     statuses.append(
@@ -577,7 +578,7 @@ class Ingest:
                 # Stored now, folded in at its own time by the recompute it asks for.
                 mark_late(deriver, when)
                 self.metrics.late.inc()
-            elif fold(deriver, device, reading, source, when, clock_flags, derived):
+            elif fold(deriver, counted_in, reading, source, when, clock_flags, derived):
                 changed[facility] = deriver
 
         self._commit(records, touched, statuses, derived)
@@ -651,6 +652,10 @@ class Ingest:
                 reading.spots_in_use,
             )
         )
+
+
+# What a stored reading keeps apart from its data (the picture goes to its own store).
+_NOT_IN_DATA = {"seq", "ts", "jpeg_b64", "device", "epoch"}
 
 
 def _to_ms(when: datetime) -> datetime:

@@ -57,7 +57,7 @@ def mark_late(deriver: FacilityDeriver, when: datetime) -> None:
 
 def fold(
     deriver: FacilityDeriver,
-    device: str,
+    counted_in: str,
     reading: Reading,
     source: str,
     when: datetime,
@@ -67,10 +67,11 @@ def fold(
     """Apply one reading in time order, adding its minute's series point (and the
     day's checkpoint before the day's first reading) to ``out``.
 
-    A reading whose seq is below one of its device's already folded in is skipped:
-    its time contradicts the device's own order, and the device's order wins."""
+    A reading whose seq is below one of its device's (``counted_in``: its seq key)
+    already folded in is skipped: its time contradicts the device's own order, and
+    the device's order wins."""
     seqs = deriver.tracker.seqs
-    if reading.seq <= seqs.get(device, -1):
+    if reading.seq <= seqs.get(counted_in, -1):
         return False
     facility = deriver.facility
     start = _day_of(deriver, when)
@@ -81,7 +82,7 @@ def fold(
         state = deriver.state.model_copy(deep=True)
         out.checkpoints.append(Checkpoint(facility.id, start, state, tracker))
     changed = deriver.apply(reading, source, when, clock_flags)
-    seqs[device] = reading.seq
+    seqs[counted_in] = reading.seq
     out.add(SeriesPoint.of(deriver.state, slot_of(when)))
     return changed
 
@@ -143,7 +144,7 @@ def recompute(
             continue
         reading = reading_of(record)
         flags = clock_flags_of(record)
-        fold(deriver, record.device, reading, record.source, record.ts, flags, derived)
+        fold(deriver, record.key, reading, record.source, record.ts, flags, derived)
         if progress is not None and n % 10_000 == 0:
             progress(n)
     return Recomputed(deriver, derived, start, len(records))

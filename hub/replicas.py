@@ -52,6 +52,7 @@ from ruuhka.contract import (
     StatusPayload,
     encode,
     facility_state_topic,
+    seq_key,
 )
 from ruuhka.settings import MqttSettings
 
@@ -240,9 +241,11 @@ class OwnerIngest(Ingest):
             if route is None or deriver is None:
                 continue  # unmapped, or another replica's facility on a shared device
             seqs = deriver.tracker.seqs
-            if reading.seq > seqs.get(device, reading.seq) + self.settings.ingest.max_seq_jump:
+            counted_in = seq_key(device, reading.epoch)
+            newest = seqs.get(counted_in)
+            if newest is not None and reading.seq > newest + self.settings.ingest.max_seq_jump:
                 continue  # counted and logged by the replica that stores it
-            if reading.seq <= seqs.get(device, -1):
+            if reading.seq <= seqs.get(counted_in, -1):
                 self.replica_metrics.skipped.inc()
                 continue
             touched[route[0]] = deriver
@@ -250,12 +253,12 @@ class OwnerIngest(Ingest):
             if is_late(deriver, when):
                 mark_late(deriver, when)
                 self.metrics.late.inc()
-            elif fold(deriver, device, reading, route[1], when, clock_flags, derived):
+            elif fold(deriver, counted_in, reading, route[1], when, clock_flags, derived):
                 changed[route[0]] = deriver
             if deriver.tracker.late_from:
                 if not self._awaiting:
                     self._awaiting_since = time.monotonic()
-                self._awaiting.add((device, reading.seq))
+                self._awaiting.add((counted_in, reading.seq))
         if touched:
             self._commit([], touched, [], derived)
         for deriver in changed.values():

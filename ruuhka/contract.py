@@ -37,6 +37,15 @@ _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 DeviceId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
 SourceName = Annotated[str, Field(pattern=NAME_PATTERN)]
 Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+EPOCH_PATTERN = r"^[A-Za-z0-9_.-]{1,40}$"
+Epoch = Annotated[str, Field(pattern=EPOCH_PATTERN)]
+
+
+def seq_key(device: str, epoch: str | None) -> str:
+    """Whose seq a reading counts in: the device's, or its epoch's ("#" is in neither)."""
+    return f"{device}#{epoch}" if epoch else device
+
+
 # Counts fit in a float without loss (JavaScript's safe integers), and sums of
 # them fit in a 64-bit column: 2**70 entries is not a reading but an attack.
 MAX_COUNT = 2**53 - 1
@@ -73,7 +82,17 @@ class _Payload(BaseModel):
     # NaN, Infinity and 1e400 are not numbers JSON allows, nor readings.
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    seq: Seq = Field(description="Strictly increasing per device, kept across restarts.")
+    seq: Seq = Field(
+        description="Strictly increasing per device (per epoch, when it sends one), kept "
+        "across restarts."
+    )
+    epoch: Epoch | None = Field(
+        default=None,
+        description="Optional: an id of this installation of the device, made when its seq "
+        "starts from 0 (a new or re-imaged device). Part of the key the hub deduplicates "
+        "by, with the device id and seq: a device that starts again from seq 0 with a new "
+        "epoch loses nothing.",
+    )
     ts: DeviceTime = Field(
         description="Device clock, RFC 3339 UTC, from 1970 to 2199; other times are refused."
     )

@@ -69,6 +69,20 @@ def test_seq_survives_reopening(path: Path) -> None:
     second.close()
 
 
+def test_a_new_outbox_is_a_new_epoch_and_an_old_one_keeps_its_own(path: Path) -> None:
+    first = Outbox(path, DEVICE)
+    epoch = first.epoch
+    first.put(Stream.COUNT, count(1))
+    assert parse_payload(Stream.COUNT, first.after(-1, 1)[0].payload).epoch == epoch
+    first.close()
+    again = Outbox(path, DEVICE)
+    assert again.epoch == epoch  # restarted: the same installation
+    again.close()
+    reimaged = Outbox(path.with_name("new.db"), DEVICE)  # a new SD card starts from seq 0
+    assert reimaged.epoch != epoch and reimaged.put(Stream.COUNT, count(1)) == 0
+    reimaged.close()
+
+
 def test_seq_survives_reopening_after_allocate_and_delete(path: Path) -> None:
     first = Outbox(path, DEVICE)
     first.put(Stream.COUNT, count(0))

@@ -223,3 +223,21 @@ def test_health_reports_the_oldest_reading_waiting(tmp_path: Path) -> None:
         assert 90 <= ingest.oldest_waiting_s() < 100
     finally:
         store.close()
+
+
+def test_a_reimaged_device_with_a_new_epoch_loses_nothing(broker: Broker, hub: HubProcess) -> None:
+    start = datetime.now(UTC) - timedelta(minutes=30)
+
+    def send(epoch: str, seq: int, entries: int, minutes: int) -> None:
+        at = (start + timedelta(minutes=minutes)).isoformat()
+        body = {"seq": seq, "epoch": epoch, "ts": at, "counter": "main", "entries": entries}
+        mosquitto_pub(broker, GATE, json.dumps(body | {"exits": 0}))
+
+    for seq in range(1, 6):
+        send("a1", seq, 10 * seq, seq)
+    wait_for(lambda: hub.facility("pool")["occupancy"] == 40, 30, "the first installation")
+    for seq in range(1, 6):  # re-imaged: seq and the counter start again
+        send("b2", seq, seq, 10 + seq)
+    wait_for(lambda: hub.facility("pool")["occupancy"] == 45, 30, "the new installation")
+    assert hub.metric("ruuhka_readings_accepted_total", stream="count") == 10
+    assert hub.metric("ruuhka_readings_duplicate_total") == 0

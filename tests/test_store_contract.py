@@ -4,6 +4,7 @@ VictoriaMetrics for influxdb-client's v2 write path (read back through its expor
 from __future__ import annotations
 
 import json
+import sqlite3
 import urllib.parse
 import urllib.request
 import uuid
@@ -28,6 +29,7 @@ from hub.store import (
     open_store,
 )
 from hub.store.influx import InfluxStore, StoreWriteError, parse_influx_url, reading_time_ns
+from hub.store.sqlite import SQLiteStore
 from ruuhka.broker import Broker, free_port
 from ruuhka.contract import FacilityState
 from tests.conftest import HUB_CONFIG, HubProcess, http_get, mosquitto_pub, wait_for
@@ -412,3 +414,39 @@ def test_refused_messages_are_kept_newest_first(store: Store) -> None:
     assert newest[2].payload == entries[0].payload and newest[2].size == 9000
     assert [q.reason for q in store.quarantined(device="gate", reason="seq_jump")] == ["seq_jump"]
     assert len(store.quarantined(limit=1)) == 1
+
+
+def test_the_same_seq_in_two_epochs_is_two_readings(store: Store) -> None:
+    again = record(1)
+    again.epoch = "b2"  # the device re-imaged: seq 1 again, in a new epoch
+    store.commit([record(1), again], [], [])
+    keys = [("gate", 1), ("gate#b2", 1), ("gate#c3", 1), ("gate#b2", 2)]
+    assert store.known(keys) == {("gate", 1), ("gate#b2", 1)}
+    assert store.count_readings("gate") == 2
+    assert store.max_seqs() == {"gate": 1, "gate#b2": 1}
+
+
+def test_an_older_sqlite_file_gets_the_epoch_and_keeps_its_readings(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE readings (device TEXT NOT NULL, seq INTEGER NOT NULL, stream TEXT NOT NULL, "
+        "facility TEXT, source TEXT, ts_ms INTEGER NOT NULL, device_ts TEXT NOT NULL, "
+        "received_ms INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (device, seq))"
+        " WITHOUT ROWID;"
+        "CREATE TABLE facility_series (facility TEXT NOT NULL, ts_ms INTEGER NOT NULL, "
+        "occupancy INTEGER, ice_temp_c REAL, air_temp_c REAL, people INTEGER, spots_in_use INTEGER,"
+        " PRIMARY KEY (facility, ts_ms)) WITHOUT ROWID;"
+        "INSERT INTO readings VALUES ('gate', 7, 'count', 'pool', 'gate/main', 0, "
+        '\'1970-01-01T00:00:00+00:00\', 0, \'{"counter":"main","entries":1}\');'
+        "PRAGMA user_version = 1;"
+    )
+    db.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.known([("gate", 7)]) == {("gate", 7)}
+        assert store.readings_between("pool", EARLIEST)[0].epoch == ""
+        store.commit([record(7, at=T0)], [], [])  # the same reading again: still one
+        assert store.count_readings() == 1
+    finally:
+        store.close()

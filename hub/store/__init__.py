@@ -22,7 +22,7 @@ from typing import Any
 
 from hub.config import StoreSettings
 from hub.state import Tracker
-from ruuhka.contract import FacilityState
+from ruuhka.contract import FacilityState, seq_key
 
 # The times every store can keep and be asked about: InfluxDB counts nanoseconds
 # in 64 bits (1677-09-21 to 2262-04-11), with room to spare for intervals aligned
@@ -57,6 +57,12 @@ class Record:
     device_ts: datetime
     received_at: datetime
     data: dict[str, Any] = field(default_factory=dict)
+    epoch: str = ""  # the device's installation, when it sends one
+
+    @property
+    def key(self) -> str:
+        """Whose seq this is: see ruuhka.contract.seq_key."""
+        return seq_key(self.device, self.epoch)
 
 
 @dataclass
@@ -175,7 +181,8 @@ class HistoryBucket:
 class Store(ABC):
     @abstractmethod
     def known(self, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Which of these (device, seq) pairs are already stored."""
+        """Which of these (seq key, seq) pairs are already stored; the seq key is the
+        device id, or ``device#epoch`` for a device that sends an epoch."""
 
     @abstractmethod
     def commit(
@@ -228,8 +235,8 @@ class Store(ABC):
 
     @abstractmethod
     def max_seqs(self) -> dict[str, int]:
-        """The highest stored seq per device; for a device whose seq was reset, the
-        highest received since (none when nothing came since)."""
+        """The highest stored seq per seq key (device, or device#epoch); for a device
+        whose seq was reset, the highest received since (none when nothing came since)."""
 
     @abstractmethod
     def reset_seq(self, device: str, at: datetime) -> None:

@@ -52,7 +52,7 @@ from hub.store import (
     Store,
     StoreURLError,
 )
-from ruuhka.contract import FacilityState
+from ruuhka.contract import FacilityState, seq_key
 
 log = logging.getLogger("ruuhka.store.influx")
 
@@ -499,6 +499,8 @@ class InfluxStore(Store):
         lines: list[str] = []
         for r in records:
             point = Point(READINGS).tag("device", r.device).tag("stream", r.stream)
+            if r.epoch:
+                point.tag("epoch", r.epoch)
             if r.facility is not None:
                 point.tag("facility", r.facility)
             if r.source is not None:
@@ -560,11 +562,11 @@ class InfluxStore(Store):
         self.writer.write(lines)
         with self._lock:
             for r in records:
-                key = (r.device, r.seq)
+                key = (r.key, r.seq)
                 self._recent[key] = None
                 self._recent.move_to_end(key)
-                if r.seq > self._max_seq.get(r.device, -1):
-                    self._max_seq[r.device] = r.seq
+                if r.seq > self._max_seq.get(r.key, -1):
+                    self._max_seq[r.key] = r.seq
             while len(self._recent) > _RECENT_KEYS:
                 self._recent.popitem(last=False)
 
@@ -574,11 +576,13 @@ class InfluxStore(Store):
         if self._max_seq_loaded:
             return
         found: dict[str, int] = {}
-        for series in self.reader.query(f"SELECT max(seq) AS seq FROM {READINGS} GROUP BY device"):
-            device = series.get("tags", {}).get("device")
+        statement = f"SELECT max(seq) AS seq FROM {READINGS} GROUP BY device, epoch"
+        for series in self.reader.query(statement):
+            tags = series.get("tags", {})
+            device = tags.get("device")
             for row in _rows(series):
                 if device is not None and row.get("seq") is not None:
-                    found[device] = int(row["seq"])
+                    found[seq_key(device, tags.get("epoch"))] = int(row["seq"])
         with self._lock:
             for device, seq in found.items():
                 if seq > self._max_seq.get(device, -1):
@@ -597,15 +601,16 @@ class InfluxStore(Store):
                     found.add((device, seq))
                 elif seq <= self._max_seq.get(device, -1):
                     ask.setdefault(device, set()).add(seq)
-        for device, seqs in ask.items():
+        for key, seqs in ask.items():
+            device, _, epoch = key.partition("#")
             statement = (
                 f"SELECT seq FROM {READINGS} WHERE device = {_quote(device)} "
-                f"AND seq >= {min(seqs)} AND seq <= {max(seqs)}"
+                f"AND epoch = {_quote(epoch)} AND seq >= {min(seqs)} AND seq <= {max(seqs)}"
             )
             for series in self.reader.query(statement):
                 for row in _rows(series):
                     if row.get("seq") in seqs:
-                        found.add((device, int(row["seq"])))
+                        found.add((key, int(row["seq"])))
         return found
 
     def quarantine(self, entries: list[Quarantined], keep: int) -> None:
@@ -672,7 +677,7 @@ class InfluxStore(Store):
         if end is not None:
             where += f" AND ts_ms < {_ms(end)}"
         statement = (
-            "SELECT seq, ts_ms, device_ts, received_ms, data, device, stream, source "
+            "SELECT seq, ts_ms, device_ts, received_ms, data, device, epoch, stream, source "
             f"FROM {READINGS} WHERE {where}"
         )
         out = [
@@ -686,11 +691,12 @@ class InfluxStore(Store):
                 device_ts=datetime.fromisoformat(row["device_ts"]),
                 received_at=_from_ms(row["received_ms"]),
                 data=json.loads(row["data"]),
+                epoch=row.get("epoch") or "",
             )
             for series in self.reader.query(statement)
             for row in _rows(series)
         ]
-        out.sort(key=lambda r: (r.ts, r.device, r.seq))
+        out.sort(key=lambda r: (r.ts, r.device, r.epoch, r.seq))
         return out
 
     def checkpoint_before(self, facility: str, when: datetime) -> Checkpoint | None:
@@ -751,15 +757,17 @@ class InfluxStore(Store):
             for row in _rows(series):
                 if device is None or row.get("at_ms") is None:
                     continue
+                for key in [k for k in found if k.partition("#")[0] == device]:
+                    del found[key]
                 since = (
                     f"SELECT max(seq) AS seq FROM {READINGS} WHERE device = {_quote(device)} "
-                    f"AND received_ms > {int(row['at_ms'])}"
+                    f"AND received_ms > {int(row['at_ms'])} GROUP BY epoch"
                 )
-                seqs = [r["seq"] for s in self.reader.query(since) for r in _rows(s)]
-                if seqs and seqs[0] is not None:
-                    found[device] = int(seqs[0])
-                else:
-                    found.pop(device, None)
+                for result in self.reader.query(since):
+                    epoch = result.get("tags", {}).get("epoch")
+                    for r in _rows(result):
+                        if r.get("seq") is not None:
+                            found[seq_key(device, epoch)] = int(r["seq"])
         return found
 
     def reset_seq(self, device: str, at: datetime) -> None:

@@ -21,7 +21,7 @@ from hub.store import (
     Store,
     StoreURLError,
 )
-from ruuhka.contract import FacilityState
+from ruuhka.contract import FacilityState, seq_key
 from ruuhka.private_files import create_private_database
 
 _SCHEMA = """
@@ -85,7 +85,18 @@ CREATE TABLE IF NOT EXISTS devices (
 _MIGRATIONS = (
     # 1: the camera's washing spots in use, a series of their own.
     "ALTER TABLE facility_series ADD COLUMN spots_in_use INTEGER",
+    # 2-6: a device's epoch joins the key readings are deduplicated by.
+    "CREATE TABLE readings_v2 (device TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "stream TEXT NOT NULL, facility TEXT, source TEXT, ts_ms INTEGER NOT NULL, "
+    "device_ts TEXT NOT NULL, received_ms INTEGER NOT NULL, data TEXT NOT NULL, "
+    "PRIMARY KEY (device, epoch, seq)) WITHOUT ROWID",
+    "INSERT INTO readings_v2 SELECT device, '', seq, stream, facility, source, ts_ms, "
+    "device_ts, received_ms, data FROM readings",
+    "DROP TABLE readings",
+    "ALTER TABLE readings_v2 RENAME TO readings",
+    "CREATE INDEX readings_by_facility ON readings (facility, ts_ms)",
 )
+_COLUMNS = "device, epoch, seq, stream, facility, source, ts_ms, device_ts, received_ms, data"
 
 
 def _ms(when: datetime) -> int:
@@ -94,6 +105,26 @@ def _ms(when: datetime) -> int:
 
 def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _record(
+    device: str,
+    epoch: str,
+    seq: int,
+    stream: str,
+    facility: str | None,
+    source: str | None,
+    ts_ms: int,
+    device_ts: str,
+    received_ms: int,
+    data: str,
+) -> Record:
+    """A row of readings (in _COLUMNS' order)."""
+    ts, received = _from_ms(ts_ms), _from_ms(received_ms)
+    when = datetime.fromisoformat(device_ts)
+    return Record(
+        device, seq, stream, facility, source, ts, when, received, json.loads(data), epoch
+    )
 
 
 class SQLiteStore(Store):
@@ -118,19 +149,21 @@ class SQLiteStore(Store):
         return cls(url[len(prefix) :])
 
     def known(self, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
-        # One range query per device rather than one per key: a batch is mostly
+        # One range query per seq key rather than one per reading: a batch is mostly
         # consecutive seqs of a few devices.
         wanted: dict[str, set[int]] = {}
-        for device, seq in keys:
-            wanted.setdefault(device, set()).add(seq)
+        for key, seq in keys:
+            wanted.setdefault(key, set()).add(seq)
         found: set[tuple[str, int]] = set()
         with self._lock:
-            for device, seqs in wanted.items():
+            for key, seqs in wanted.items():
+                device, _, epoch = key.partition("#")
                 rows = self._db.execute(
-                    "SELECT seq FROM readings WHERE device = ? AND seq BETWEEN ? AND ?",
-                    (device, min(seqs), max(seqs)),
+                    "SELECT seq FROM readings WHERE device = ? AND epoch = ? "
+                    "AND seq BETWEEN ? AND ?",
+                    (device, epoch, min(seqs), max(seqs)),
                 )
-                found.update((device, seq) for (seq,) in rows if seq in seqs)
+                found.update((key, seq) for (seq,) in rows if seq in seqs)
         return found
 
     def commit(
@@ -147,10 +180,12 @@ class SQLiteStore(Store):
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
-                    "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR IGNORE INTO readings ({_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             r.device,
+                            r.epoch,
                             r.seq,
                             r.stream,
                             r.facility,
@@ -283,25 +318,11 @@ class SQLiteStore(Store):
         end_ms = _ms(end) if end is not None else 2**62
         with self._lock:
             rows = self._db.execute(
-                "SELECT device, seq, stream, facility, source, ts_ms, device_ts, received_ms, data "
-                "FROM readings WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? "
-                "ORDER BY ts_ms, device, seq",
+                f"SELECT {_COLUMNS} FROM readings WHERE facility = ? AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms, device, epoch, seq",
                 (facility, _ms(start), end_ms),
             ).fetchall()
-        return [
-            Record(
-                device,
-                seq,
-                stream,
-                facility_,
-                source,
-                _from_ms(ts_ms),
-                datetime.fromisoformat(device_ts),
-                _from_ms(received_ms),
-                json.loads(data),
-            )
-            for device, seq, stream, facility_, source, ts_ms, device_ts, received_ms, data in rows
-        ]
+        return [_record(*row) for row in rows]
 
     def checkpoint_before(self, facility: str, when: datetime) -> Checkpoint | None:
         with self._lock:
@@ -341,17 +362,19 @@ class SQLiteStore(Store):
 
     def max_seqs(self) -> dict[str, int]:
         with self._lock:
-            rows = self._db.execute("SELECT device, MAX(seq) FROM readings GROUP BY device")
-            found = {device: seq for device, seq in rows.fetchall()}
+            rows = self._db.execute(
+                "SELECT device, epoch, MAX(seq) FROM readings GROUP BY device, epoch"
+            )
+            found = {seq_key(device, epoch): seq for device, epoch, seq in rows.fetchall()}
             for device, at_ms in self._db.execute("SELECT device, at_ms FROM seq_resets"):
-                (seq,) = self._db.execute(
-                    "SELECT MAX(seq) FROM readings WHERE device = ? AND received_ms > ?",
+                for key in [k for k in found if k.partition("#")[0] == device]:
+                    del found[key]
+                since = self._db.execute(
+                    "SELECT epoch, MAX(seq) FROM readings WHERE device = ? AND received_ms > ? "
+                    "GROUP BY epoch",
                     (device, at_ms),
-                ).fetchone()
-                if seq is None:
-                    found.pop(device, None)
-                else:
-                    found[device] = seq
+                )
+                found.update({seq_key(device, epoch): seq for epoch, seq in since.fetchall()})
             return found
 
     def reset_seq(self, device: str, at: datetime) -> None:

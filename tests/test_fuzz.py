@@ -355,6 +355,11 @@ def kept(store: SQLiteStore) -> list[Any]:
     return [store._db.execute(f"SELECT * FROM {table}").fetchall() for table in tables]
 
 
+def quarantine_count(store: SQLiteStore, metrics: Metrics) -> float:
+    (rows,) = store._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+    return rows + metrics.quarantine_skipped._value.get()
+
+
 def counters(metrics: Metrics) -> dict[str, float]:
     values = {f"rejected:{r}": metrics.rejected.labels(r)._value.get() for r in REJECT_REASONS}
     values["duplicate"] = metrics.duplicates._value.get()
@@ -404,6 +409,7 @@ def test_ingest_survives_and_rejected_payloads_change_nothing(
         for number, payload in enumerate(family(good, *rest)):
             message = Message(topics[kinds[number % 8]], payload, next(mids), 1, NOW)
             rows, state, counted = kept(store), derived(ingest), counters(metrics)
+            quarantined = quarantine_count(store, metrics)
             ingest._process([message])  # any unhandled error fails the test
             moved = counters(metrics)
             changed = [k for k in moved if moved[k] != counted[k]]
@@ -412,6 +418,8 @@ def test_ingest_survives_and_rejected_payloads_change_nothing(
             outcomes[outcome] += 1
             if outcome.startswith("rejected") or outcome == "duplicate":
                 assert kept(store) == rows, f"{outcome} wrote to the store"
+                if outcome.startswith("rejected"):  # kept for operators, or counted as not
+                    assert quarantine_count(store, metrics) == quarantined + 1, outcome
                 assert derived(ingest) == state, f"{outcome} changed the derived state"
             elif outcome == "status":  # a valid status: only the device table moves
                 assert isinstance(

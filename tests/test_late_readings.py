@@ -23,6 +23,7 @@ from hub.rederive import recompute
 from hub.store import EARLIEST, Store, open_store
 from ruuhka.broker import Broker
 from tests.conftest import HUB_CONFIG, HubProcess, mosquitto_pub, wait_for
+from tests.test_replicas import GATES, running_replicas
 from tests.tsdb import Server, influxdb_server
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
@@ -168,10 +169,12 @@ def publish(broker: Broker, device: str, seq: int, at: datetime, entries: int) -
     mosquitto_pub(broker, f"ruuhka/v1/devices/{device}/count", json.dumps(body))
 
 
-def history(hub: HubProcess, start: datetime, minutes: int) -> list[float | None]:
+def history(
+    hub: HubProcess, start: datetime, minutes: int, facility: str = "pool"
+) -> list[float | None]:
     end = start + timedelta(minutes=minutes)
     query = f"from={start.isoformat()}&to={end.isoformat()}&every=30m".replace("+00:00", "Z")
-    body = hub.get(f"/api/v1/facilities/pool/history?{query}")
+    body = hub.get(f"/api/v1/facilities/{facility}/history?{query}")
     by_start = {b["start"]: b["occupancy_avg"] for b in body["buckets"]}
     return [
         by_start.get((start + timedelta(minutes=m)).isoformat().replace("+00:00", "Z"))
@@ -229,3 +232,32 @@ def history_after_restart(config: Path, port: int, tmp_path: Path, t0: datetime)
         return history(hub, t0, 180)
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, broker: Broker) -> Iterator[tuple[Path, list[HubProcess]]]:
+    with running_replicas(tmp_path, broker) as running:
+        yield running
+
+
+def test_with_replicas_the_owner_folds_a_late_counter_in_at_its_own_times(
+    replicas: tuple[Path, list[HubProcess]], broker: Broker
+) -> None:
+    _, hubs = replicas
+    t0 = local(1, 10)
+    first, second = GATES[0], GATES[1]  # the two counters of hall-0
+    for seq, (minutes, entries) in enumerate([(0, 0), (60, 10), (120, 20)], start=1):
+        publish(broker, first, seq, t0 + timedelta(minutes=minutes), entries)
+    for hub in hubs:
+        wait_for(lambda h=hub: h.facility("hall-0")["occupancy"] == 20, 30, "counter A")
+    for seq, (minutes, entries) in enumerate([(0, 0), (30, 5), (90, 15)], start=1):
+        publish(broker, second, seq, t0 + timedelta(minutes=minutes), entries)
+    for hub in hubs:
+        wait_for(lambda h=hub: h.facility("hall-0")["occupancy"] == 35, 60, "counter B")
+        wait_for(
+            lambda h=hub: history(h, t0, 150, "hall-0") == [0, 5, 15, 25, 35],
+            60,
+            "each reading at its own time, on every replica",
+        )
+    recomputes = [hub.metric("ruuhka_recomputes_total") for hub in hubs]
+    assert sum(1 for n in recomputes if n) == 1, recomputes  # by hall-0's owner only

@@ -7,6 +7,8 @@ import json
 import sqlite3
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,8 +186,9 @@ def accepted(hub: HubProcess) -> float:
     )
 
 
-@pytest.fixture
-def replicas(tmp_path: Path, broker: Broker) -> Any:
+@contextmanager
+def running_replicas(tmp_path: Path, broker: Broker) -> Iterator[tuple[Path, list[HubProcess]]]:
+    """The three replicas on one shared store, each with its owner session subscribed."""
     db = tmp_path / "shared.db"
     hubs = []
     try:
@@ -204,6 +207,12 @@ def replicas(tmp_path: Path, broker: Broker) -> Any:
     finally:
         for hub in hubs:
             hub.stop()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, broker: Broker) -> Iterator[tuple[Path, list[HubProcess]]]:
+    with running_replicas(tmp_path, broker) as running:
+        yield running
 
 
 def live_url(hub: HubProcess) -> str:

@@ -329,10 +329,15 @@ class Ingest:
             self.client.ack(msg.mid, msg.qos)
             return
         device = command.device
-        self._max_seq.pop(device, None)
-        touched = [
-            d for d in self.derivers.values() if d.tracker.seqs.pop(device, None) is not None
-        ]
+        for key in _keys_of(device, self._max_seq):
+            del self._max_seq[key]
+        touched = []
+        for deriver in self.derivers.values():
+            keys = _keys_of(device, deriver.tracker.seqs)
+            for key in keys:
+                del deriver.tracker.seqs[key]
+            if keys:
+                touched.append(deriver)
         states = [SavedState(d.state, d.tracker) for d in touched]
         self._retrying("commit", lambda: self.store.reset_seq(device, command.at))
         self._retrying("commit", lambda: self.store.commit([], states, [], Derived()))
@@ -661,6 +666,11 @@ _NOT_IN_DATA = {"seq", "ts", "jpeg_b64", "device", "epoch"}
 def _to_ms(when: datetime) -> datetime:
     """In whole milliseconds, as stored: a recompute must see the same times."""
     return when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def _keys_of(device: str, seqs: dict[str, int]) -> list[str]:
+    """The seq keys a device counts in: its own, and one per epoch it has sent."""
+    return [key for key in seqs if key.partition("#")[0] == device]
 
 
 def _sender(topic: str) -> str:

@@ -19,7 +19,7 @@ from hub.metrics import Metrics
 from hub.store import QUARANTINE_PAYLOAD_BYTES
 from hub.store.sqlite import SQLiteStore
 from ruuhka.broker import Broker
-from ruuhka.contract import Stream, parse_payload
+from ruuhka.contract import RESET_SEQ_TOPIC, ResetSeq, Stream, parse_payload
 from tests.conftest import HubProcess, http_get, mosquitto_pub, wait_for
 from tests.test_fuzz import hub_settings
 
@@ -241,3 +241,29 @@ def test_a_reimaged_device_with_a_new_epoch_loses_nothing(broker: Broker, hub: H
     wait_for(lambda: hub.facility("pool")["occupancy"] == 45, 30, "the new installation")
     assert hub.metric("ruuhka_readings_accepted_total", stream="count") == 10
     assert hub.metric("ruuhka_readings_duplicate_total") == 0
+
+
+@pytest.mark.parametrize("epoch", [None, "e1"])
+def test_reset_seq_lets_a_device_start_again_from_seq_1(
+    broker: Broker, hub: HubProcess, epoch: str | None
+) -> None:
+    """A device whose first reading carried seq 5000: its readings from seq 1 on are
+    out of order until the operator's reset reaches the hub, and shown after it."""
+
+    def ice(seq: int, celsius: float) -> None:
+        body = {"seq": seq, "ts": now(), "sensor": "ice", "ice_temp_c": celsius}
+        mosquitto_pub(broker, RINK, json.dumps(body | ({"epoch": epoch} if epoch else {})))
+
+    ice(5000, -20.0)
+    wait_for(lambda: hub.facility("rink")["ice_temp_c"] == -20.0, 30, "seq 5000")
+    ice(1, -4.0)
+    wait_for(lambda: hub.metric("ruuhka_readings_out_of_order_total") == 1, 30, "seq 1")
+    assert hub.facility("rink")["ice_temp_c"] == -20.0  # held at seq 5000
+    reset = ResetSeq(device="test-rink", at=datetime.now(UTC))
+    mosquitto_pub(broker, RESET_SEQ_TOPIC, reset.model_dump_json())
+    wait_for(lambda: "reset by an operator" in hub.log.read_text(), 30, "the reset")
+    for seq, celsius in [(2, -5.0), (3, -6.0)]:
+        ice(seq, celsius)
+    wait_for(lambda: hub.facility("rink")["ice_temp_c"] == -6.0, 30, "seq 2 and 3 shown")
+    assert hub.metric("ruuhka_readings_out_of_order_total") == 1
+    assert hub.metric("ruuhka_readings_accepted_total", stream="rink") == 4

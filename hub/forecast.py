@@ -272,8 +272,133 @@ def _smooth(curve: Day) -> Day:
 
 def carry(typical_then: float, typical_now: float, current: float, minutes_ahead: float) -> float:
     """Expected value ``minutes_ahead`` from now: the typical curve plus today's
-    deviation from it, fading (a busier than usual morning stays busier a while)."""
+    deviation from it, fading (a busier than usual morning stays busier a while).
+    The blend a facility has not yet fitted (see ``Blend``)."""
     return max(0.0, typical_then + (current - typical_now) * math.exp(-minutes_ahead / DECAY_MIN))
+
+
+# How the next steps mix the value now with the typical curve ----------------------------
+
+MIN_FIT_SAMPLES = 30  # fewer backtest samples at a horizon than this keep the unfitted blend
+FIT_DAYS = 7  # the hub fits its blend on the last week, forecast from a profile learned before it
+USUALLY = 0.8  # "usually within": the share of backtest errors the stated error covers
+
+Sample = tuple[float, float, float, float]  # value now, typical now, typical then, actual then
+
+
+@dataclass(frozen=True)
+class Blend:
+    """Per horizon (1 = 15 minutes ahead ... NEXT_STEPS): the forecast is the value
+    now, plus ``slope`` times the typical curve's change from now to then, plus
+    ``pull`` times the gap from the value now back to the typical curve.
+
+    ``carry`` is slope 1 and pull 1 - exp(-minutes / DECAY_MIN), persistence is 0
+    and 0. Fifteen minutes ahead the carry trusted the typical curve's slope fully,
+    and that slope, a median over weeks smoothed over an hour, rises and falls where
+    this day's visitors do not: the fit learns how much of it a facility's own past
+    bears out. ``error`` is the backtest's absolute error (people) that ``USUALLY``
+    of the forecasts stayed within, None where there were too few."""
+
+    slope: tuple[float, ...]
+    pull: tuple[float, ...]
+    error: tuple[float | None, ...]
+    samples: int = 0
+
+    def value(self, steps: int, current: float, typical_now: float, typical_then: float) -> float:
+        k = min(max(steps, 1), len(self.slope)) - 1
+        return max(
+            0.0,
+            current
+            + self.slope[k] * (typical_then - typical_now)
+            + self.pull[k] * (typical_now - current),
+        )
+
+
+def unfitted_blend(steps: int = NEXT_STEPS) -> Blend:
+    """The carry, as a blend: what a facility gets until its own past can choose."""
+    return Blend(
+        tuple(1.0 for _ in range(steps)),
+        tuple(1 - math.exp(-15 * (k + 1) / DECAY_MIN) for k in range(steps)),
+        tuple(None for _ in range(steps)),
+    )
+
+
+def blend_samples(
+    days: Mapping[date, Day],
+    curve_of: Callable[[date], Day | None],
+    test: Iterable[date],
+    steps: int,
+) -> dict[int, list[Sample]]:
+    """Per horizon, (value now, typical now, typical then, actual) over the open span
+    of each day in ``test`` (first to last non-zero slot), the typical curve of each
+    day from ``curve_of`` (learned before that day)."""
+    out: dict[int, list[Sample]] = {h: [] for h in range(1, steps + 1)}
+    for day in test:
+        actual = days.get(day)
+        curve = curve_of(day) if actual is not None else None
+        if actual is None or curve is None:
+            continue
+        busy = [s for s, v in enumerate(actual) if v]
+        if not busy:
+            continue
+        for origin in range(busy[0], busy[-1] + 1):
+            now, c_now = actual[origin], curve[origin]
+            if now is None or c_now is None:
+                continue
+            for h in out:
+                target = origin + h
+                if target > busy[-1]:
+                    break
+                a, c = actual[target], curve[target]
+                if a is not None and c is not None:
+                    out[h].append((now, c_now, c, a))
+    return out
+
+
+def fit_blend(samples: Mapping[int, list[Sample]], steps: int = NEXT_STEPS) -> Blend:
+    """Per horizon, the slope and pull fitted by least squares on ``samples`` (each
+    kept within 0..1), then whichever of that fit, the unfitted blend and persistence
+    has the smallest mean absolute error on them; too few samples keep the unfitted
+    blend at that horizon."""
+    base = unfitted_blend(steps)
+    slope, pull, error = list(base.slope), list(base.pull), list(base.error)
+    total = 0
+    for h in range(1, steps + 1):
+        rows = samples.get(h, [])
+        if len(rows) < MIN_FIT_SAMPLES:
+            continue
+        total += len(rows)
+        candidates = [(slope[h - 1], pull[h - 1]), (0.0, 0.0), _least_squares(rows)]
+        best = min(candidates, key=lambda c: _cost(rows, *c))
+        slope[h - 1], pull[h - 1] = best
+        misses = sorted(
+            abs(max(0.0, now + best[0] * (then - c_now) + best[1] * (c_now - now)) - actual)
+            for now, c_now, then, actual in rows
+        )
+        error[h - 1] = misses[min(len(misses) - 1, int(USUALLY * len(misses)))]
+    return Blend(tuple(slope), tuple(pull), tuple(error), total)
+
+
+def _cost(rows: list[Sample], slope: float, pull: float) -> float:
+    return sum(
+        abs(max(0.0, now + slope * (then - c_now) + pull * (c_now - now)) - actual)
+        for now, c_now, then, actual in rows
+    )
+
+
+def _least_squares(rows: list[Sample]) -> tuple[float, float]:
+    """actual - now ~ slope * (then - typical now) + pull * (typical now - now)."""
+    sxx = sxy = syy = sxr = syr = 0.0
+    for now, c_now, then, actual in rows:
+        x, y, r = then - c_now, c_now - now, actual - now
+        sxx, sxy, syy = sxx + x * x, sxy + x * y, syy + y * y
+        sxr, syr = sxr + x * r, syr + y * r
+    ridge = 1e-6 * (sxx + syy) + 1e-9
+    sxx, syy = sxx + ridge, syy + ridge
+    det = sxx * syy - sxy * sxy
+    slope = (sxr * syy - syr * sxy) / det
+    pull = (syr * sxx - sxr * sxy) / det
+    return min(1.0, max(0.0, slope)), min(1.0, max(0.0, pull))
 
 
 # Holidays ---------------------------------------------------------------------------------

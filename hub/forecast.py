@@ -84,6 +84,11 @@ class Forecast(BaseModel):
         description="The quietest hour within opening hours in the rest of today; null if none."
     )
     next_2h: list[ForecastPoint] = Field(description="The next two hours in 15-minute steps.")
+    next_2h_error: list[float | None] = Field(
+        default_factory=list,
+        description="Per step of next_2h, the error in people that 4 in 5 of this facility's"
+        " forecasts that far ahead stayed within over its last week; null where unknown.",
+    )
 
 
 # Learning (pure: the evaluation in bench/ runs the same code) ---------------------------
@@ -134,6 +139,7 @@ class Profile:
 
     by_type: list[Day]
     basis_days: int
+    blend: Blend | None = None  # None: not fitted (the unfitted blend applies)
 
     def for_day(self, day: date, holiday: bool) -> Day:
         kind = HOLIDAY if holiday else day.weekday()
@@ -281,6 +287,7 @@ def carry(typical_then: float, typical_now: float, current: float, minutes_ahead
 
 MIN_FIT_SAMPLES = 30  # fewer backtest samples at a horizon than this keep the unfitted blend
 FIT_DAYS = 7  # the hub fits its blend on the last week, forecast from a profile learned before it
+FLAT = 0.05  # the typical curve counts as flat where it moves less than this share of its peak
 USUALLY = 0.8  # "usually within": the share of backtest errors the stated error covers
 
 Sample = tuple[float, float, float, float]  # value now, typical now, typical then, actual then
@@ -357,9 +364,9 @@ def blend_samples(
 
 def fit_blend(samples: Mapping[int, list[Sample]], steps: int = NEXT_STEPS) -> Blend:
     """Per horizon, the slope and pull fitted by least squares on ``samples`` (each
-    kept within 0..1), then whichever of that fit, the unfitted blend and persistence
-    has the smallest mean absolute error on them; too few samples keep the unfitted
-    blend at that horizon."""
+    kept within 0..1, see ``_least_squares``), then whichever of that fit, the
+    unfitted blend and persistence has the smallest mean absolute error on them; too
+    few samples keep the unfitted blend at that horizon."""
     base = unfitted_blend(steps)
     slope, pull, error = list(base.slope), list(base.pull), list(base.error)
     total = 0
@@ -368,7 +375,7 @@ def fit_blend(samples: Mapping[int, list[Sample]], steps: int = NEXT_STEPS) -> B
         if len(rows) < MIN_FIT_SAMPLES:
             continue
         total += len(rows)
-        candidates = [(slope[h - 1], pull[h - 1]), (0.0, 0.0), _least_squares(rows)]
+        candidates = [(slope[h - 1], pull[h - 1]), (0.0, 0.0), _least_squares(rows, pull[h - 1])]
         best = min(candidates, key=lambda c: _cost(rows, *c))
         slope[h - 1], pull[h - 1] = best
         misses = sorted(
@@ -386,19 +393,29 @@ def _cost(rows: list[Sample], slope: float, pull: float) -> float:
     )
 
 
-def _least_squares(rows: list[Sample]) -> tuple[float, float]:
-    """actual - now ~ slope * (then - typical now) + pull * (typical now - now)."""
-    sxx = sxy = syy = sxr = syr = 0.0
+def _least_squares(rows: list[Sample], prior_pull: float) -> tuple[float, float]:
+    """actual - now ~ slope * (then - typical now) + pull * (typical now - now).
+
+    The pull (how fast a deviation fades) is learned where the typical curve is
+    flat only: at its ramps the smoothed curve is off by itself, and that would
+    read as deviations that vanish at once. Without real deviations on a flat
+    curve there is no evidence, and the prior stays. The slope follows, given it."""
+    scale = max((max(c_now, then) for _, c_now, then, _ in rows), default=0.0) or 1.0
+    syy = syr = 0.0
+    flat = 0
     for now, c_now, then, actual in rows:
-        x, y, r = then - c_now, c_now - now, actual - now
-        sxx, sxy, syy = sxx + x * x, sxy + x * y, syy + y * y
-        sxr, syr = sxr + x * r, syr + y * r
-    ridge = 1e-6 * (sxx + syy) + 1e-9
-    sxx, syy = sxx + ridge, syy + ridge
-    det = sxx * syy - sxy * sxy
-    slope = (sxr * syy - syr * sxy) / det
-    pull = (syr * sxx - sxr * sxy) / det
-    return min(1.0, max(0.0, slope)), min(1.0, max(0.0, pull))
+        if abs(then - c_now) <= FLAT * scale:
+            y = c_now - now
+            syy, syr, flat = syy + y * y, syr + y * (actual - now - (then - c_now)), flat + 1
+    pull = prior_pull
+    if flat and syy > flat * (FLAT * scale) ** 2:
+        pull = min(1.0, max(0.0, syr / syy))
+    sxx = sxr = 0.0
+    for now, c_now, then, actual in rows:
+        x = then - c_now
+        sxx, sxr = sxx + x * x, sxr + x * (actual - now - pull * (c_now - now))
+    slope = min(1.0, max(0.0, sxr / sxx)) if sxx > 0 else 1.0
+    return slope, pull
 
 
 # Holidays ---------------------------------------------------------------------------------
@@ -446,7 +463,15 @@ def _profile(store: Store, facility: Facility, settings: ForecastSettings, today
     points = [(b.start, b.occupancy_avg) for b in buckets if b.occupancy_avg is not None]
     max_gap = max(1, facility.stale_after // STEP_S)
     days = day_slots(points, zone, max_gap)
-    profile = learn_profile(days, holiday_checker(settings), today, settings.history_weeks)
+    is_holiday = holiday_checker(settings)
+    profile = learn_profile(days, is_holiday, today, settings.history_weeks)
+    if profile.basis_days:
+        before = learn_profile(
+            days, is_holiday, today - timedelta(days=FIT_DAYS), settings.history_weeks
+        )
+        week = [today - timedelta(days=k) for k in range(FIT_DAYS, 0, -1)]
+        samples = blend_samples(days, lambda d: before.for_day(d, is_holiday(d)), week, NEXT_STEPS)
+        profile.blend = fit_blend(samples)
     with _cache_lock:
         per_store = _cache.setdefault(store, {})
         if len(per_store) > 256:
@@ -535,6 +560,7 @@ def facility_forecast(
 
     current = _current(store, facility, now)
     typical_now = typical(now) if known else None
+    blend = profile.blend or unfitted_blend()
     next_2h: list[ForecastPoint] = []
     for k in range(1, NEXT_STEPS + 1):
         at = _floor(now) + k * STEP
@@ -542,7 +568,7 @@ def facility_forecast(
         local = at.astimezone(zone)
         still_open = _Hours.of(facility, local.date()).open_at(local) is not False
         if value is not None and current is not None and typical_now is not None and still_open:
-            value = carry(value, typical_now, current, (at - now).total_seconds() / 60)
+            value = blend.value(k, current, typical_now, value)
         next_2h.append(point(at, value))
 
     hours = _Hours.of(facility, today)
@@ -558,6 +584,10 @@ def facility_forecast(
         usually_busy_at=_busy(typical_today, capacity, zone),
         best_time_today=_best(typical_today, expected, hours, now, zone),
         next_2h=next_2h,
+        next_2h_error=[
+            None if p.occupancy is None or e is None else round(e, 1)
+            for p, e in zip(next_2h, blend.error, strict=True)
+        ],
     )
 
 

@@ -211,3 +211,23 @@ def test_the_forecast_endpoint(seeded_hub: HubProcess, broker: Broker) -> None:
     assert rink["basis_days"] == 0 and rink["typical_today"] == []
     status, _ = http_get(seeded_hub.url + "/api/v1/facilities/nowhere/forecast")
     assert status == 404
+
+
+def test_the_page_gives_the_expected_error_and_the_history_in_words(store: Store) -> None:
+    from web.i18n import Formatter
+    from web.pages import _insights
+
+    history = past_days(WEDNESDAY, 21)
+    busy = set(history[::3])
+    seed(store, "pool", history, lambda at: pool_day(at) * (3 if at.date() in busy else 1))
+    now = local(WEDNESDAY, 10)
+    forecast = facility_forecast(store, pool(), now)
+    forecast.next_2h_error = [4.6] * len(forecast.next_2h)
+    lines = _insights(forecast, Formatter("en"), HELSINKI, now.astimezone(UTC))
+    assert any(line.endswith("(usually within ±5)") for line in lines), lines
+    assert "Forecast from 21 days of history" in lines
+    fi = _insights(forecast, Formatter("fi"), HELSINKI, now.astimezone(UTC))
+    assert "Arvio perustuu 21 päivän historiaan" in fi
+    forecast.next_2h_error = [0.4] * len(forecast.next_2h)  # under one person: not worth saying
+    lines = _insights(forecast, Formatter("en"), HELSINKI, now.astimezone(UTC))
+    assert not any("usually within" in line for line in lines)

@@ -6,10 +6,11 @@ near empty while that weekday is usually busy) and public holidays are left out
 of the weekdays and holidays get their own profile (Sunday's until enough have
 been seen). Short gaps are filled with the last value for as long as the
 facility's values count as fresh; longer gaps stay unknown. The next two hours
-start from the typical curve and carry today's deviation from it, fading.
+start from the value now and follow the typical curve's change as far as the
+facility's own last week bears it out (see ``Blend``).
 
-The learned profile depends only on complete past days, so it is computed once
-per facility and local day and cached.
+The learned profile and its fitted blend depend only on complete past days, so
+they are computed once per facility and local day and cached.
 """
 
 from __future__ import annotations
@@ -287,6 +288,7 @@ def carry(typical_then: float, typical_now: float, current: float, minutes_ahead
 
 MIN_FIT_SAMPLES = 30  # fewer backtest samples at a horizon than this keep the unfitted blend
 FIT_DAYS = 7  # the hub fits its blend on the last week, forecast from a profile learned before it
+MARGIN = 1.03  # a blend must beat persistence by this much on the week it is fitted on
 FLAT = 0.05  # the typical curve counts as flat where it moves less than this share of its peak
 USUALLY = 0.8  # "usually within": the share of backtest errors the stated error covers
 
@@ -376,7 +378,7 @@ def fit_blend(samples: Mapping[int, list[Sample]], steps: int = NEXT_STEPS) -> B
             continue
         total += len(rows)
         candidates = [(slope[h - 1], pull[h - 1]), (0.0, 0.0), _least_squares(rows, pull[h - 1])]
-        best = min(candidates, key=lambda c: _cost(rows, *c))
+        best = min(candidates, key=lambda c: _cost(rows, *c) * (1.0 if c == (0.0, 0.0) else MARGIN))
         slope[h - 1], pull[h - 1] = best
         misses = sorted(
             abs(max(0.0, now + best[0] * (then - c_now) + best[1] * (c_now - now)) - actual)

@@ -59,6 +59,7 @@ from hub.forecast import (
     Day,
     Profile,
     blend_samples,
+    borrow_shape,
     carry,
     day_slots,
     fit_blend,
@@ -279,6 +280,53 @@ def fitted_blend(
     return fit_blend(samples, STEPS)
 
 
+def cold_start(
+    target: Series, peers: list[Series], weeks: int, test_from: date | None
+) -> tuple[Errors, int]:
+    """Each test day of ``target`` forecast as if it had only the 7 days before it:
+    its own week alone, that week leaning on its peers' shape, and its full history."""
+    days = day_slots(target.points, target.zone, MAX_GAP)
+    peer_days = [day_slots(p.points, p.zone, MAX_GAP) for p in peers]
+    first, last = min(days), max(days)
+    split = test_from or first + (last - first) * 2 / 3
+    errors, count = Errors(), 0
+    for day in sorted(d for d in days if d >= split):
+        actual, week_ago, span = (
+            days[day],
+            days.get(day - timedelta(days=7)),
+            active_span(days[day]),
+        )
+        if week_ago is None or not span:
+            continue
+        week = {d: v for d, v in days.items() if day - timedelta(days=7) <= d < day}
+        own = learn_profile(week, target.is_holiday, day, weeks)
+        others = [
+            learn_profile(d, p.is_holiday, day, weeks)
+            for d, p in zip(peer_days, peers, strict=True)
+        ]
+        others = [o for o in others if o.basis_days]
+        holiday = target.is_holiday(day)
+        curves = {
+            "week only": own.for_day(day, holiday),
+            "week + peers": borrow_shape(own, others).for_day(day, holiday),
+            "full history": learn_profile(days, target.is_holiday, day, weeks).for_day(
+                day, holiday
+            ),
+        }
+        count += 1
+        for slot in span:
+            values = {m: c[slot] for m, c in curves.items()}
+            a, n = actual[slot], week_ago[slot]
+            if a is None or n is None or any(v is None for v in values.values()):
+                continue
+            errors.add(a, target.capacity, naive=n, **values)  # type: ignore[arg-type]
+    return errors, count
+
+
+def _kind(name: str) -> str:
+    return name.rsplit("(", 1)[-1] if name.endswith(")") else ""
+
+
 def goals(result: Result) -> list[tuple[str, bool]]:
     """The forecast's goals on data pooled over all facilities: never worse than the
     value now at 15 and 30 minutes, clearly better than both naive methods at an
@@ -390,6 +438,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--holidays", default="", help="public holidays for --csv: country[-subdivision], DE-BY"
     )
     parser.add_argument("--weeks", type=int, default=8, help="weeks of history to learn from")
+    parser.add_argument(
+        "--cold-start", metavar="FACILITY", help="only: cut this facility to 7 days of history"
+    )
     parser.add_argument("--quiet", action="store_true", help="no line per facility")
     args = parser.parse_args(None if argv is None else list(argv))
     if (args.path is None) == (args.csv is None):
@@ -431,6 +482,19 @@ def main(argv: Iterable[str] | None = None) -> int:
     split = args.test_from.isoformat() if args.test_from else "the last third of each period"
     print(f"MAE in % of capacity; history {args.weeks} weeks; test days from {split}")
     steps = args.horizons
+    if args.cold_start:
+        members = [s for group in groups.values() for s in group]
+        target = next((s for s in members if s.name == args.cold_start), None)
+        if target is None:
+            print(f"error: no facility {args.cold_start!r}", file=sys.stderr)
+            return 2
+        peers = [s for s in members if s is not target and _kind(s.name) == _kind(target.name)]
+        errors, count = cold_start(target, peers, args.weeks, args.test_from)
+        print(f"cold start: {target.name}, {count} test days, {len(peers)} peers of its kind")
+        for method in ("week only", "week + peers", "full history", "naive"):
+            print(f"  typical day from {method:14} {errors.mae(method):5.2f}")
+        print(f"time taken: {time.monotonic() - started:.0f} s")
+        return 0
     every = run(groups, args.weeks, steps, args.test_from, not args.quiet)
     results = goals(every)
     for goal, met in results:

@@ -137,3 +137,20 @@ def test_the_blend_learns_how_long_a_deviation_lasts_and_how_far_the_curve_holds
 def test_too_few_samples_keep_the_unfitted_blend() -> None:
     few = fit_blend({1: samples(15, 1.0, 0.0)[:10]}, 2)
     assert few == Blend(unfitted_blend(2).slope, unfitted_blend(2).pull, (None, None), 0)
+
+
+def test_a_young_facility_borrows_its_peers_shape_scaled_to_its_level() -> None:
+    from hub.forecast import COLD_DAYS, Profile, borrow_shape
+
+    peer_day = [0.0] * 28 + [20.0] * 40 + [80.0] * 8 + [20.0] * 12 + [0.0] * 8
+    # The young one has half the visitors, and its one Monday so far missed the peak.
+    own_day = [0.0] * 28 + [10.0] * 60 + [0.0] * 8
+    peers = [Profile([list(peer_day) for _ in range(8)], 42) for _ in range(3)]
+    own = Profile([list(own_day) for _ in range(8)], 7)
+    monday = borrow_shape(own, peers).by_type[0]
+    ratio = sum(own_day) / sum(peer_day)
+    weight = 7 / COLD_DAYS
+    assert monday[70] == pytest.approx(weight * 10 + (1 - weight) * 80 * ratio)
+    assert monday[70] > 20 and monday[3] == 0.0  # the peak shows; closed stays closed
+    assert borrow_shape(Profile(own.by_type, COLD_DAYS), peers).by_type[0] == own_day
+    assert borrow_shape(own, []).by_type[0] == own_day

@@ -420,6 +420,40 @@ def _least_squares(rows: list[Sample], prior_pull: float) -> tuple[float, float]
     return slope, pull
 
 
+COLD_DAYS = 21  # until this many days of its own, a facility leans on its peers' shape
+
+
+def borrow_shape(own: Profile, peers: list[Profile]) -> Profile:
+    """A young facility's profile, leaning on the shape of peers of the same kind.
+
+    Each weekday's curve is the median of the peers' curves, each scaled to this
+    facility's level (its own curve's total over the peer's, on the slots both
+    have), kept to the slots this facility was open on that weekday, and blended
+    with its own curve by how much history it has (all its own from ``COLD_DAYS``)."""
+    if not peers or own.basis_days >= COLD_DAYS or own.basis_days == 0:
+        return own
+    weight = own.basis_days / COLD_DAYS
+    by_type: list[Day] = []
+    for kind, mine in enumerate(own.by_type):
+        scaled: list[Day] = []
+        for peer in peers:
+            theirs = peer.by_type[kind]
+            pairs = [(m, t) for m, t in zip(mine, theirs, strict=True) if m and t]
+            total = sum(t for _, t in pairs)
+            if total > 0:
+                ratio = sum(m for m, _ in pairs) / total
+                scaled.append([None if t is None else t * ratio for t in theirs])
+        curve: Day = []
+        for slot, value in enumerate(mine):
+            borrowed = [c[slot] for c in scaled if c[slot] is not None]
+            if not value or not borrowed:
+                curve.append(value)
+            else:
+                curve.append(weight * value + (1 - weight) * statistics.median(borrowed))  # type: ignore[arg-type]
+        by_type.append(curve)
+    return Profile(by_type, own.basis_days, own.blend)
+
+
 # Holidays ---------------------------------------------------------------------------------
 
 

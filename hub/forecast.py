@@ -76,6 +76,11 @@ class Forecast(BaseModel):
     timezone: str
     capacity: int | None
     basis_days: int = Field(description="Days of history the typical profile was learned from.")
+    borrowed_from: list[str] = Field(
+        default_factory=list,
+        description="With under three weeks of its own history, the facilities of its kind"
+        " whose typical day's shape it leans on (scaled to its own level and hours).",
+    )
     holiday: bool = Field(default=False, description="Today is a holiday (its own profile).")
     typical_today: list[ForecastPoint] = Field(
         description="Typical occupancy for today's weekday, every 15 minutes."
@@ -141,6 +146,7 @@ class Profile:
     by_type: list[Day]
     basis_days: int
     blend: Blend | None = None  # None: not fitted (the unfitted blend applies)
+    borrowed_from: tuple[str, ...] = ()  # peers whose shape a young facility leans on
 
     def for_day(self, day: date, holiday: bool) -> Day:
         kind = HOLIDAY if holiday else day.weekday()
@@ -486,8 +492,22 @@ _cache: weakref.WeakKeyDictionary[Store, dict[tuple[str, str, date], Profile]] =
 _cache_lock = threading.Lock()
 
 
-def _profile(store: Store, facility: Facility, settings: ForecastSettings, today: date) -> Profile:
-    key = (facility.model_dump_json(), settings.model_dump_json(), today)
+def _profile(
+    store: Store,
+    facility: Facility,
+    settings: ForecastSettings,
+    today: date,
+    peers: tuple[Facility, ...] = (),
+) -> Profile:
+    """The facility's profile for ``today``; under ``COLD_DAYS`` of its own history
+    it leans on the shape of ``peers`` of its kind that have that much."""
+    peers = tuple(p for p in peers if p.kind == facility.kind and p.id != facility.id)
+    key = (
+        facility.model_dump_json(),
+        settings.model_dump_json(),
+        today,
+        tuple(p.id for p in peers),
+    )
     with _cache_lock:
         found = _cache.get(store, {}).get(key)
     if found is not None:
@@ -508,6 +528,13 @@ def _profile(store: Store, facility: Facility, settings: ForecastSettings, today
         week = [today - timedelta(days=k) for k in range(FIT_DAYS, 0, -1)]
         samples = blend_samples(days, lambda d: before.for_day(d, is_holiday(d)), week, NEXT_STEPS)
         profile.blend = fit_blend(samples)
+    if 0 < profile.basis_days < COLD_DAYS and peers:
+        grown = [(p.id, _profile(store, p, settings, today)) for p in peers]
+        grown = [(name, q) for name, q in grown if q.basis_days >= COLD_DAYS]
+        if grown:
+            blend = profile.blend
+            profile = borrow_shape(profile, [q for _, q in grown])
+            profile.blend, profile.borrowed_from = blend, tuple(name for name, _ in grown)
     with _cache_lock:
         per_store = _cache.setdefault(store, {})
         if len(per_store) > 256:
@@ -558,15 +585,17 @@ def facility_forecast(
     facility: Facility,
     now: datetime,
     settings: ForecastSettings | None = None,
+    peers: tuple[Facility, ...] = (),
 ) -> Forecast:
     """The forecast for ``facility`` as seen at ``now`` (aware datetime); ``settings``
-    (the hub's ``[forecast]``) gives the holidays, Finland's by default."""
+    (the hub's ``[forecast]``) gives the holidays, Finland's by default; ``peers``
+    (the deployment's facilities) lend a young facility their shape."""
     settings = settings or ForecastSettings()
     zone = facility.zone
     now = now.astimezone(UTC)
     today = now.astimezone(zone).date()
     is_holiday = holiday_checker(settings)
-    profile = _profile(store, facility, settings, today)
+    profile = _profile(store, facility, settings, today, peers)
     capacity = facility.capacity
 
     def typical(at: datetime) -> float | None:
@@ -615,6 +644,7 @@ def facility_forecast(
         timezone=facility.timezone,
         capacity=capacity,
         basis_days=profile.basis_days,
+        borrowed_from=list(profile.borrowed_from),
         holiday=is_holiday(today),
         typical_today=typical_today,
         usually_busy_at=_busy(typical_today, capacity, zone),

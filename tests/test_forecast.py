@@ -231,3 +231,25 @@ def test_the_page_gives_the_expected_error_and_the_history_in_words(store: Store
     forecast.next_2h_error = [0.4] * len(forecast.next_2h)  # under one person: not worth saying
     lines = _insights(forecast, Formatter("en"), HELSINKI, now.astimezone(UTC))
     assert not any("usually within" in line for line in lines)
+
+
+def test_a_facility_with_a_week_of_history_leans_on_its_kind(store: Store) -> None:
+    """Its one week had no evening peak (say, a school group cancelled); three weeks
+    of another pool show one: the young pool's typical day gets part of it, at its
+    own level, and the forecast says whose shape it borrowed."""
+    seed(store, "pool", past_days(WEDNESDAY, 21), pool_day)
+    seed(store, "young", past_days(WEDNESDAY, 7), lambda at: 5 if 6 <= at.hour < 21 else 0)
+    young = Facility.model_validate(
+        {"id": "young", "kind": "swimming_hall", "capacity": 100, "name": {"en": "Young"}}
+    )
+    rink = Facility.model_validate(
+        {"id": "rink", "kind": "ice_rink", "capacity": 100, "name": {"en": "Rink"}}
+    )
+    alone = facility_forecast(store, young, local(WEDNESDAY, 9))
+    leaning = facility_forecast(store, young, local(WEDNESDAY, 9), peers=(pool(), young, rink))
+    assert alone.borrowed_from == [] and leaning.borrowed_from == ["pool"]
+    assert leaning.basis_days == 7
+    typical = {p.local_time: p.occupancy for p in leaning.typical_today}
+    assert typical["12:00"] is not None and 2 < typical["12:00"] < 5
+    assert typical["17:00"] is not None and 10 < typical["17:00"] < 40
+    assert typical["03:00"] == 0

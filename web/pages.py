@@ -566,7 +566,9 @@ def _forecast(request: Request, facility: Facility, now: datetime) -> Forecast |
     """The forecast, or None when it fails: the page then shows everything else."""
     try:
         hub = request.app.state.hub
-        return facility_forecast(hub.store, facility, now, hub.settings.forecast)
+        return facility_forecast(
+            hub.store, facility, now, hub.settings.forecast, tuple(hub.settings.facilities)
+        )
     except Exception:
         log.exception("forecast for %s failed", facility.id)
         return None

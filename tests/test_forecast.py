@@ -253,3 +253,19 @@ def test_a_facility_with_a_week_of_history_leans_on_its_kind(store: Store) -> No
     assert typical["12:00"] is not None and 2 < typical["12:00"] < 5
     assert typical["17:00"] is not None and 10 < typical["17:00"] < 40
     assert typical["03:00"] == 0
+
+
+def test_a_daylight_saving_change_keeps_the_typical_day_on_local_time() -> None:
+    """Four weeks across the autumn change (25 October 2026, a 25-hour Sunday):
+    the Sunday after it is still busy at 17 local and quiet before 6."""
+    sunday = date(2026, 11, 1)
+    points: list[tuple[datetime, float]] = []
+    for day in past_days(sunday, 28):
+        at = local(day, 0).astimezone(UTC)
+        end = local(day + timedelta(days=1), 0).astimezone(UTC)
+        while at < end:
+            points.append((at, float(pool_day(at.astimezone(HELSINKI)))))
+            at += timedelta(minutes=15)
+    days = day_slots(points, HELSINKI, max_gap=1)
+    curve = learn_profile(days, lambda d: False, sunday, weeks=8).for_day(sunday, holiday=False)
+    assert curve[17 * 4] == 80 and curve[12 * 4] == 10 and curve[5 * 4] == 0

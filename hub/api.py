@@ -99,7 +99,8 @@ def get_forecast(request: Request, facility_id: str) -> Forecast:
     facility = hub.settings.facility(facility_id)
     if facility is None:
         raise HTTPException(status_code=404, detail=f"no facility {facility_id[:64]!r}")
-    return facility_forecast(hub.store, facility, datetime.now(UTC), hub.settings.forecast)
+    peers = tuple(hub.settings.facilities)
+    return facility_forecast(hub.store, facility, datetime.now(UTC), hub.settings.forecast, peers)
 
 
 @router.get("/api/v1/contract", tags=["contract"])

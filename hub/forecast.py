@@ -6,10 +6,11 @@ near empty while that weekday is usually busy) and public holidays are left out
 of the weekdays and holidays get their own profile (Sunday's until enough have
 been seen). Short gaps are filled with the last value for as long as the
 facility's values count as fresh; longer gaps stay unknown. The next two hours
-start from the typical curve and carry today's deviation from it, fading.
+start from the value now and follow the typical curve's change as far as the
+facility's own last week bears it out (see ``Blend``).
 
-The learned profile depends only on complete past days, so it is computed once
-per facility and local day and cached.
+The learned profile and its fitted blend depend only on complete past days, so
+they are computed once per facility and local day and cached.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class Forecast(BaseModel):
     timezone: str
     capacity: int | None
     basis_days: int = Field(description="Days of history the typical profile was learned from.")
+    borrowed_from: list[str] = Field(
+        default_factory=list,
+        description="With under three weeks of its own history, the facilities of its kind"
+        " whose typical day's shape it leans on (scaled to its own level and hours).",
+    )
     holiday: bool = Field(default=False, description="Today is a holiday (its own profile).")
     typical_today: list[ForecastPoint] = Field(
         description="Typical occupancy for today's weekday, every 15 minutes."
@@ -84,6 +90,11 @@ class Forecast(BaseModel):
         description="The quietest hour within opening hours in the rest of today; null if none."
     )
     next_2h: list[ForecastPoint] = Field(description="The next two hours in 15-minute steps.")
+    next_2h_error: list[float | None] = Field(
+        default_factory=list,
+        description="Per step of next_2h, the error in people that 4 in 5 of this facility's"
+        " forecasts that far ahead stayed within over its last week; null where unknown.",
+    )
 
 
 # Learning (pure: the evaluation in bench/ runs the same code) ---------------------------
@@ -134,6 +145,8 @@ class Profile:
 
     by_type: list[Day]
     basis_days: int
+    blend: Blend | None = None  # None: not fitted (the unfitted blend applies)
+    borrowed_from: tuple[str, ...] = ()  # peers whose shape a young facility leans on
 
     def for_day(self, day: date, holiday: bool) -> Day:
         kind = HOLIDAY if holiday else day.weekday()
@@ -272,8 +285,179 @@ def _smooth(curve: Day) -> Day:
 
 def carry(typical_then: float, typical_now: float, current: float, minutes_ahead: float) -> float:
     """Expected value ``minutes_ahead`` from now: the typical curve plus today's
-    deviation from it, fading (a busier than usual morning stays busier a while)."""
+    deviation from it, fading (a busier than usual morning stays busier a while).
+    The blend a facility has not yet fitted (see ``Blend``)."""
     return max(0.0, typical_then + (current - typical_now) * math.exp(-minutes_ahead / DECAY_MIN))
+
+
+# How the next steps mix the value now with the typical curve ----------------------------
+
+MIN_FIT_SAMPLES = 30  # fewer backtest samples at a horizon than this keep the unfitted blend
+FIT_DAYS = 7  # the hub fits its blend on the last week, forecast from a profile learned before it
+MARGIN = 1.03  # a blend must beat persistence by this much on the week it is fitted on
+FLAT = 0.05  # the typical curve counts as flat where it moves less than this share of its peak
+USUALLY = 0.8  # "usually within": the share of backtest errors the stated error covers
+
+Sample = tuple[float, float, float, float]  # value now, typical now, typical then, actual then
+
+
+@dataclass(frozen=True)
+class Blend:
+    """Per horizon (1 = 15 minutes ahead ... NEXT_STEPS): the forecast is the value
+    now, plus ``slope`` times the typical curve's change from now to then, plus
+    ``pull`` times the gap from the value now back to the typical curve.
+
+    ``carry`` is slope 1 and pull 1 - exp(-minutes / DECAY_MIN), persistence is 0
+    and 0. Fifteen minutes ahead the carry trusted the typical curve's slope fully,
+    and that slope, a median over weeks smoothed over an hour, rises and falls where
+    this day's visitors do not: the fit learns how much of it a facility's own past
+    bears out. ``error`` is the backtest's absolute error (people) that ``USUALLY``
+    of the forecasts stayed within, None where there were too few."""
+
+    slope: tuple[float, ...]
+    pull: tuple[float, ...]
+    error: tuple[float | None, ...]
+    samples: int = 0
+
+    def value(self, steps: int, current: float, typical_now: float, typical_then: float) -> float:
+        k = min(max(steps, 1), len(self.slope)) - 1
+        return max(
+            0.0,
+            current
+            + self.slope[k] * (typical_then - typical_now)
+            + self.pull[k] * (typical_now - current),
+        )
+
+
+def unfitted_blend(steps: int = NEXT_STEPS) -> Blend:
+    """The carry, as a blend: what a facility gets until its own past can choose."""
+    return Blend(
+        tuple(1.0 for _ in range(steps)),
+        tuple(1 - math.exp(-15 * (k + 1) / DECAY_MIN) for k in range(steps)),
+        tuple(None for _ in range(steps)),
+    )
+
+
+def blend_samples(
+    days: Mapping[date, Day],
+    curve_of: Callable[[date], Day | None],
+    test: Iterable[date],
+    steps: int,
+) -> dict[int, list[Sample]]:
+    """Per horizon, (value now, typical now, typical then, actual) over the open span
+    of each day in ``test`` (first to last non-zero slot), the typical curve of each
+    day from ``curve_of`` (learned before that day)."""
+    out: dict[int, list[Sample]] = {h: [] for h in range(1, steps + 1)}
+    for day in test:
+        actual = days.get(day)
+        curve = curve_of(day) if actual is not None else None
+        if actual is None or curve is None:
+            continue
+        busy = [s for s, v in enumerate(actual) if v]
+        if not busy:
+            continue
+        for origin in range(busy[0], busy[-1] + 1):
+            now, c_now = actual[origin], curve[origin]
+            if now is None or c_now is None:
+                continue
+            for h in out:
+                target = origin + h
+                if target > busy[-1]:
+                    break
+                a, c = actual[target], curve[target]
+                if a is not None and c is not None:
+                    out[h].append((now, c_now, c, a))
+    return out
+
+
+def fit_blend(samples: Mapping[int, list[Sample]], steps: int = NEXT_STEPS) -> Blend:
+    """Per horizon, the slope and pull fitted by least squares on ``samples`` (each
+    kept within 0..1, see ``_least_squares``), then whichever of that fit, the
+    unfitted blend and persistence has the smallest mean absolute error on them; too
+    few samples keep the unfitted blend at that horizon."""
+    base = unfitted_blend(steps)
+    slope, pull, error = list(base.slope), list(base.pull), list(base.error)
+    total = 0
+    for h in range(1, steps + 1):
+        rows = samples.get(h, [])
+        if len(rows) < MIN_FIT_SAMPLES:
+            continue
+        total += len(rows)
+        candidates = [(slope[h - 1], pull[h - 1]), (0.0, 0.0), _least_squares(rows, pull[h - 1])]
+        best = min(candidates, key=lambda c: _cost(rows, *c) * (1.0 if c == (0.0, 0.0) else MARGIN))
+        slope[h - 1], pull[h - 1] = best
+        misses = sorted(
+            abs(max(0.0, now + best[0] * (then - c_now) + best[1] * (c_now - now)) - actual)
+            for now, c_now, then, actual in rows
+        )
+        error[h - 1] = misses[min(len(misses) - 1, int(USUALLY * len(misses)))]
+    return Blend(tuple(slope), tuple(pull), tuple(error), total)
+
+
+def _cost(rows: list[Sample], slope: float, pull: float) -> float:
+    return sum(
+        abs(max(0.0, now + slope * (then - c_now) + pull * (c_now - now)) - actual)
+        for now, c_now, then, actual in rows
+    )
+
+
+def _least_squares(rows: list[Sample], prior_pull: float) -> tuple[float, float]:
+    """actual - now ~ slope * (then - typical now) + pull * (typical now - now).
+
+    The pull (how fast a deviation fades) is learned where the typical curve is
+    flat only: at its ramps the smoothed curve is off by itself, and that would
+    read as deviations that vanish at once. Without real deviations on a flat
+    curve there is no evidence, and the prior stays. The slope follows, given it."""
+    scale = max((max(c_now, then) for _, c_now, then, _ in rows), default=0.0) or 1.0
+    syy = syr = 0.0
+    flat = 0
+    for now, c_now, then, actual in rows:
+        if abs(then - c_now) <= FLAT * scale:
+            y = c_now - now
+            syy, syr, flat = syy + y * y, syr + y * (actual - now - (then - c_now)), flat + 1
+    pull = prior_pull
+    if flat and syy > flat * (FLAT * scale) ** 2:
+        pull = min(1.0, max(0.0, syr / syy))
+    sxx = sxr = 0.0
+    for now, c_now, then, actual in rows:
+        x = then - c_now
+        sxx, sxr = sxx + x * x, sxr + x * (actual - now - pull * (c_now - now))
+    slope = min(1.0, max(0.0, sxr / sxx)) if sxx > 0 else 1.0
+    return slope, pull
+
+
+COLD_DAYS = 21  # until this many days of its own, a facility leans on its peers' shape
+
+
+def borrow_shape(own: Profile, peers: list[Profile]) -> Profile:
+    """A young facility's profile, leaning on the shape of peers of the same kind.
+
+    Each weekday's curve is the median of the peers' curves, each scaled to this
+    facility's level (its own curve's total over the peer's, on the slots both
+    have), kept to the slots this facility was open on that weekday, and blended
+    with its own curve by how much history it has (all its own from ``COLD_DAYS``)."""
+    if not peers or own.basis_days >= COLD_DAYS or own.basis_days == 0:
+        return own
+    weight = own.basis_days / COLD_DAYS
+    by_type: list[Day] = []
+    for kind, mine in enumerate(own.by_type):
+        scaled: list[Day] = []
+        for peer in peers:
+            theirs = peer.by_type[kind]
+            pairs = [(m, t) for m, t in zip(mine, theirs, strict=True) if m and t]
+            total = sum(t for _, t in pairs)
+            if total > 0:
+                ratio = sum(m for m, _ in pairs) / total
+                scaled.append([None if t is None else t * ratio for t in theirs])
+        curve: Day = []
+        for slot, value in enumerate(mine):
+            borrowed = [c[slot] for c in scaled if c[slot] is not None]
+            if not value or not borrowed:
+                curve.append(value)
+            else:
+                curve.append(weight * value + (1 - weight) * statistics.median(borrowed))  # type: ignore[arg-type]
+        by_type.append(curve)
+    return Profile(by_type, own.basis_days, own.blend)
 
 
 # Holidays ---------------------------------------------------------------------------------
@@ -308,8 +492,22 @@ _cache: weakref.WeakKeyDictionary[Store, dict[tuple[str, str, date], Profile]] =
 _cache_lock = threading.Lock()
 
 
-def _profile(store: Store, facility: Facility, settings: ForecastSettings, today: date) -> Profile:
-    key = (facility.model_dump_json(), settings.model_dump_json(), today)
+def _profile(
+    store: Store,
+    facility: Facility,
+    settings: ForecastSettings,
+    today: date,
+    peers: tuple[Facility, ...] = (),
+) -> Profile:
+    """The facility's profile for ``today``; under ``COLD_DAYS`` of its own history
+    it leans on the shape of ``peers`` of its kind that have that much."""
+    peers = tuple(p for p in peers if p.kind == facility.kind and p.id != facility.id)
+    key = (
+        facility.model_dump_json(),
+        settings.model_dump_json(),
+        today,
+        tuple(p.id for p in peers),
+    )
     with _cache_lock:
         found = _cache.get(store, {}).get(key)
     if found is not None:
@@ -321,7 +519,22 @@ def _profile(store: Store, facility: Facility, settings: ForecastSettings, today
     points = [(b.start, b.occupancy_avg) for b in buckets if b.occupancy_avg is not None]
     max_gap = max(1, facility.stale_after // STEP_S)
     days = day_slots(points, zone, max_gap)
-    profile = learn_profile(days, holiday_checker(settings), today, settings.history_weeks)
+    is_holiday = holiday_checker(settings)
+    profile = learn_profile(days, is_holiday, today, settings.history_weeks)
+    if profile.basis_days:
+        before = learn_profile(
+            days, is_holiday, today - timedelta(days=FIT_DAYS), settings.history_weeks
+        )
+        week = [today - timedelta(days=k) for k in range(FIT_DAYS, 0, -1)]
+        samples = blend_samples(days, lambda d: before.for_day(d, is_holiday(d)), week, NEXT_STEPS)
+        profile.blend = fit_blend(samples)
+    if 0 < profile.basis_days < COLD_DAYS and peers:
+        grown = [(p.id, _profile(store, p, settings, today)) for p in peers]
+        grown = [(name, q) for name, q in grown if q.basis_days >= COLD_DAYS]
+        if grown:
+            blend = profile.blend
+            profile = borrow_shape(profile, [q for _, q in grown])
+            profile.blend, profile.borrowed_from = blend, tuple(name for name, _ in grown)
     with _cache_lock:
         per_store = _cache.setdefault(store, {})
         if len(per_store) > 256:
@@ -372,15 +585,17 @@ def facility_forecast(
     facility: Facility,
     now: datetime,
     settings: ForecastSettings | None = None,
+    peers: tuple[Facility, ...] = (),
 ) -> Forecast:
     """The forecast for ``facility`` as seen at ``now`` (aware datetime); ``settings``
-    (the hub's ``[forecast]``) gives the holidays, Finland's by default."""
+    (the hub's ``[forecast]``) gives the holidays, Finland's by default; ``peers``
+    (the deployment's facilities) lend a young facility their shape."""
     settings = settings or ForecastSettings()
     zone = facility.zone
     now = now.astimezone(UTC)
     today = now.astimezone(zone).date()
     is_holiday = holiday_checker(settings)
-    profile = _profile(store, facility, settings, today)
+    profile = _profile(store, facility, settings, today, peers)
     capacity = facility.capacity
 
     def typical(at: datetime) -> float | None:
@@ -410,6 +625,7 @@ def facility_forecast(
 
     current = _current(store, facility, now)
     typical_now = typical(now) if known else None
+    blend = profile.blend or unfitted_blend()
     next_2h: list[ForecastPoint] = []
     for k in range(1, NEXT_STEPS + 1):
         at = _floor(now) + k * STEP
@@ -417,7 +633,7 @@ def facility_forecast(
         local = at.astimezone(zone)
         still_open = _Hours.of(facility, local.date()).open_at(local) is not False
         if value is not None and current is not None and typical_now is not None and still_open:
-            value = carry(value, typical_now, current, (at - now).total_seconds() / 60)
+            value = blend.value(k, current, typical_now, value)
         next_2h.append(point(at, value))
 
     hours = _Hours.of(facility, today)
@@ -428,11 +644,16 @@ def facility_forecast(
         timezone=facility.timezone,
         capacity=capacity,
         basis_days=profile.basis_days,
+        borrowed_from=list(profile.borrowed_from),
         holiday=is_holiday(today),
         typical_today=typical_today,
         usually_busy_at=_busy(typical_today, capacity, zone),
         best_time_today=_best(typical_today, expected, hours, now, zone),
         next_2h=next_2h,
+        next_2h_error=[
+            None if p.occupancy is None or e is None else round(e, 1)
+            for p, e in zip(next_2h, blend.error, strict=True)
+        ],
     )
 
 

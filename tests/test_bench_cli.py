@@ -65,7 +65,7 @@ def test_privacy_stills_run_on_mirrored_and_scaled_copies(tmp_path: Path) -> Non
 
 def test_the_forecast_goals_judge_the_pooled_errors() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from forecast_eval import Errors, goals
+    from forecast_eval import Errors, Result, goals
 
     def errors(**maes: float) -> Errors:
         e = Errors()
@@ -73,13 +73,27 @@ def test_the_forecast_goals_judge_the_pooled_errors() -> None:
             e.by_method[method].append(mae)
         return e
 
+    def result(typical: Errors, ahead: dict[int, Errors]) -> Result:
+        out = Result(typical=typical)
+        out.ahead.update(ahead)
+        return out
+
     typical = errors(typical=5.0, naive=7.0)
-    good = {1: errors(forecast=1.4, persistence=1.5, naive=7.0)} | {
-        h: errors(forecast=3.0, persistence=5.0, naive=7.0) for h in (4, 8)
-    }
-    assert all(met for _, met in goals(typical, good))
+    good = {
+        1: errors(forecast=1.4, persistence=1.5, naive=7.0),
+        2: errors(forecast=2.4, persistence=2.5, naive=7.0),
+    } | {h: errors(forecast=3.0, persistence=5.0, naive=7.0) for h in (4, 8)}
+    assert all(met for _, met in goals(result(typical, good)))
     worse_at_15 = good | {1: errors(forecast=1.8, persistence=1.5, naive=7.0)}
-    assert [goal for goal, met in goals(typical, worse_at_15) if not met] == [
+    assert [goal for goal, met in goals(result(typical, worse_at_15)) if not met] == [
         "@15 min no worse than persistence"
     ]
-    assert not all(met for _, met in goals(errors(typical=6.5, naive=7.0), good))
+    worse_at_30 = good | {2: errors(forecast=2.6, persistence=2.5, naive=7.0)}
+    assert [goal for goal, met in goals(result(typical, worse_at_30)) if not met] == [
+        "@30 min no worse than persistence"
+    ]
+    near_naive = good | {8: errors(forecast=3.6, persistence=8.0, naive=5.0)}
+    assert [goal for goal, met in goals(result(typical, near_naive)) if not met] == [
+        "@120 min >= 30 % better than the better naive method"
+    ]
+    assert not all(met for _, met in goals(result(errors(typical=6.5, naive=7.0), good)))

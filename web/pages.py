@@ -566,7 +566,9 @@ def _forecast(request: Request, facility: Facility, now: datetime) -> Forecast |
     """The forecast, or None when it fails: the page then shows everything else."""
     try:
         hub = request.app.state.hub
-        return facility_forecast(hub.store, facility, now, hub.settings.forecast)
+        return facility_forecast(
+            hub.store, facility, now, hub.settings.forecast, tuple(hub.settings.facilities)
+        )
     except Exception:
         log.exception("forecast for %s failed", facility.id)
         return None
@@ -624,7 +626,23 @@ def _insights(forecast: Forecast | None, fmt: Formatter, zone: Any, now: datetim
             about = fmt.ngettext(
                 "Expected in {h} h: about {n} person", "Expected in {h} h: about {n} people", n
             )
-            lines.append(fill(about, h=hours, n=fmt.number(n)))
+            text = fill(about, h=hours, n=fmt.number(n))
+            step = next(k for k, p in enumerate(forecast.next_2h) if p is point)
+            errors = forecast.next_2h_error
+            error = errors[step] if step < len(errors) else None
+            if error is not None and round(error) >= 1:
+                text += " " + fill(_("(usually within ±{e})"), e=fmt.number(round(error)))
+            lines.append(text)
+    if forecast.basis_days:
+        days = forecast.basis_days
+        lines.append(
+            fill(
+                fmt.ngettext(
+                    "Forecast from {n} day of history", "Forecast from {n} days of history", days
+                ),
+                n=fmt.number(days),
+            )
+        )
     return lines
 
 

@@ -296,6 +296,9 @@ class Drain:
         self.messages: list[tuple[str, bytes]] = []
         self.first: float | None = None
         self.last: float | None = None
+        # CPU time of paho's network thread (it runs on_message) at the first and last message.
+        self.cpu_first: float | None = None
+        self.cpu_last: float | None = None
         self.subscribed = threading.Event()
         self.all_in = threading.Event()
         self.client = mqtt.Client(
@@ -338,9 +341,11 @@ class Drain:
         now = time.monotonic()
         if self.first is None:
             self.first = now
+            self.cpu_first = time.thread_time()
         self.last = now
         self.messages.append((msg.topic, msg.payload))
         if len(self.messages) >= self.expected:
+            self.cpu_last = time.thread_time()
             self.all_in.set()
 
     def keys(self) -> Counter[tuple[str, int]]:
@@ -398,6 +403,9 @@ class Run:
     lost: int = 0
     duplicated: int = 0
     publish_rate: float | None = None
+    # CPU time per reading, µs: the subscriber's network thread, or the whole hub process.
+    # Unlike a rate it hardly moves when other work shares the machine.
+    cpu_us: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -474,6 +482,8 @@ def run_baseline(args: argparse.Namespace, broker: Broker, prefix: str, workdir:
             run.end_to_end_rate = len(drain.messages) / span if span > 0 else None
     got = drain.keys()
     wanted = expected_keys(prefix, n, args.devices)
+    if drain.cpu_first is not None and drain.cpu_last is not None and n > 1:
+        run.cpu_us = (drain.cpu_last - drain.cpu_first) / (n - 1) * 1e6
     run.lost = len(wanted - got.keys())
     run.duplicated = sum(c - 1 for c in got.values() if c > 1)
     run.notes["unexpected"] = len(got.keys() - wanted)
@@ -484,16 +494,39 @@ def run_baseline(args: argparse.Namespace, broker: Broker, prefix: str, workdir:
 class CommitWatch:
     """First and last observation of the hub's accepted-readings counter."""
 
+    pid: int
     first: tuple[float, int] | None = None
     last: tuple[float, int] | None = None
     value: int = 0
+    cpu_first: float | None = None
+    cpu_last: float | None = None
 
     def see(self, now: float, value: int) -> None:
         if value > 0 and self.first is None:
             self.first = (now, value)
+            self.cpu_first = process_cpu_s(self.pid)
         if value > self.value or self.last is None:
             self.last = (now, value)
+            if value > 0:
+                self.cpu_last = process_cpu_s(self.pid)
         self.value = max(self.value, value)
+
+    def cpu_us(self) -> float | None:
+        """The hub's CPU time per reading committed between the first and last look."""
+        if self.first is None or self.last is None or self.cpu_first is None:
+            return None
+        if self.cpu_last is None or self.last[1] <= self.first[1]:
+            return None
+        return (self.cpu_last - self.cpu_first) / (self.last[1] - self.first[1]) * 1e6
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User and system CPU time of a process, all its threads, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_hub(args: argparse.Namespace, broker: Broker, prefix: str, workdir: Path) -> Run:
@@ -512,7 +545,7 @@ def run_hub(args: argparse.Namespace, broker: Broker, prefix: str, workdir: Path
         wait_subscribed(hub, broker, f"{prefix}-probe")
         log(f"  hub pid {hub.process.pid} subscribed; publishing")
         accepted_key = 'ruuhka_readings_accepted_total{stream="count"}'
-        watch = CommitWatch()
+        watch = CommitWatch(hub.process.pid)
 
         def accepted() -> int:
             try:
@@ -533,6 +566,7 @@ def run_hub(args: argparse.Namespace, broker: Broker, prefix: str, workdir: Path
         run.notes["publisher"] = result
         if watch.first and watch.last:
             run.rate = window_rate(watch.first[1], watch.first[0], watch.last[1], watch.last[0])
+            run.cpu_us = watch.cpu_us()
             if "start" in result:
                 span = watch.last[0] + _WALL_OFFSET - result["start"]
                 run.end_to_end_rate = watch.last[1] / span if span > 0 else None
@@ -667,6 +701,11 @@ def report(args: argparse.Namespace, broker: Broker, base: Run, hub: Run) -> boo
         print(f"      rejected: {notes['rejected']} (one is the start-up probe)")
     ratio_text = f"{ratio:.2f}" if ratio is not None else "n/a"
     print(f"  ratio hub/baseline: {ratio_text} (goal >= {GOAL_RATIO})")
+    if base.cpu_us and hub.cpu_us:
+        print(
+            f"  CPU per reading: hub {hub.cpu_us:.0f} µs (whole process), bare subscriber "
+            f"{base.cpu_us:.0f} µs (its network thread); ratio {base.cpu_us / hub.cpu_us:.2f}"
+        )
     print(f"  result: {'PASS' if ok else 'FAIL'}")
     summary = {
         "readings": n,
@@ -683,6 +722,8 @@ def report(args: argparse.Namespace, broker: Broker, base: Run, hub: Run) -> boo
         "hub_receive_rate": hub.notes.get("receive_rate"),
         "baseline_publish_rate": round(base.publish_rate, 1) if base.publish_rate else None,
         "hub_publish_rate": round(hub.publish_rate, 1) if hub.publish_rate else None,
+        "baseline_cpu_us": round(base.cpu_us, 1) if base.cpu_us else None,
+        "hub_cpu_us": round(hub.cpu_us, 1) if hub.cpu_us else None,
         "state_ok": state_ok,
         "pass": ok,
     }

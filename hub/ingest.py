@@ -173,10 +173,14 @@ class Ingest:
         self.store_failing = False
         self._down_since: float | None = time.monotonic()  # not connected yet
         self._in_hand: datetime | None = None  # the oldest reading of the batch in hand
+        self._in_hand_count = 0
+        # Read when /metrics is scraped, not counted per message on the hot path.
+        metrics.queue_depth.set_function(lambda: self._queue.qsize() + self._in_hand_count)
         self._quarantine: list[Quarantined] = []
         self._recomputed_at = 0.0  # when the last recompute after late readings ended
         self._recompute_took = 0.0  # and how long it took (monotonic seconds)
         self._max_seq = store.max_seqs()
+        self._max_skew = timedelta(seconds=settings.ingest.max_clock_skew_s)
         saved = store.load_states()
         self.derivers: dict[str, FacilityDeriver] = {}
         for facility in settings.facilities:
@@ -271,7 +275,6 @@ class Ingest:
         self._queue.put(
             Message(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC), bool(msg.retain))
         )
-        self.metrics.queue_depth.inc()
 
     def _on_state_message(self, msg: mqtt.MQTTMessage) -> None:
         """Another replica (or this one) published a facility's state."""
@@ -302,10 +305,9 @@ class Ingest:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._in_hand = batch[0].received_at
+            self._in_hand, self._in_hand_count = batch[0].received_at, len(batch)
             self._process_guarded(batch)
-            self._in_hand = None
-            self.metrics.queue_depth.dec(len(batch))
+            self._in_hand, self._in_hand_count = None, 0
 
     def _process_guarded(self, batch: list[Message]) -> None:
         """Readings in batches, an operator's command in its place between them."""
@@ -505,7 +507,7 @@ class Ingest:
         backlog after an outage reports when each reading was taken."""
         if not reading.clock_synced:
             return _to_ms(received_at), [Quality.CLOCK_UNSYNCED]
-        if reading.ts - received_at > timedelta(seconds=self.settings.ingest.max_clock_skew_s):
+        if reading.ts - received_at > self._max_skew:
             return _to_ms(received_at), [Quality.CLOCK_SKEW]
         return _to_ms(reading.ts.astimezone(UTC)), []
 

@@ -74,7 +74,7 @@ def fold(
     if reading.seq <= seqs.get(counted_in, -1):
         return False
     facility = deriver.facility
-    start = _day_of(deriver, when)
+    start, _ = deriver.local_day(when)
     newest = deriver.state.updated_at
     if newest is None or newest < start:  # folded in time order: newest <= when
         tracker = Tracker.from_json(deriver.tracker.to_json())
@@ -85,16 +85,6 @@ def fold(
     seqs[counted_in] = reading.seq
     out.add(SeriesPoint.of(deriver.state, slot_of(when)))
     return changed
-
-
-def _day_of(deriver: FacilityDeriver, when: datetime) -> datetime:
-    """day_start, remembered for the day in hand (time zones are slow to convert)."""
-    span = deriver.day_span
-    if span is not None and span[0] <= when < span[1]:
-        return span[0]
-    start = day_start(deriver.facility, when)
-    deriver.day_span = (start, day_start(deriver.facility, start + timedelta(hours=26)))
-    return start
 
 
 def reading_of(record: Record) -> Reading:

@@ -8,7 +8,7 @@ records the readings: the derived state and the readings never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from hub.config import WEEKDAYS, Facility, parse_hours
@@ -85,8 +85,20 @@ class FacilityDeriver:
         self.facility = facility
         self.state = state or FacilityState(facility=facility.id)
         self.tracker = tracker
-        # The local day in hand, [start, end) in UTC (hub/rederive.py).
-        self.day_span: tuple[datetime, datetime] | None = None
+        # The local day in hand: [start, end) in UTC and its date, ISO (time zones
+        # are slow to convert for every reading).
+        self._day: tuple[datetime, datetime, str] | None = None
+
+    def local_day(self, when: datetime) -> tuple[datetime, str]:
+        """Local midnight of the day ``when`` falls in (in UTC), and that day's date."""
+        day = self._day
+        if day is None or not day[0] <= when < day[1]:
+            zone = self.facility.zone
+            local = when.astimezone(zone).date()
+            start = datetime.combine(local, time(), zone).astimezone(UTC)
+            end = datetime.combine(local + timedelta(days=1), time(), zone).astimezone(UTC)
+            day = self._day = (start, end, local.isoformat())
+        return day[0], day[2]
 
     def apply(
         self, reading: Reading, source: str, when: datetime, clock_flags: list[Quality]
@@ -121,7 +133,7 @@ class FacilityDeriver:
 
     def _count(self, reading: CountPayload, source: str, when: datetime) -> None:
         tracker = self.tracker
-        day = when.astimezone(self.facility.zone).date().isoformat()
+        _, day = self.local_day(when)
         closed = is_open(self.facility, when) is False
         if day != tracker.day or closed:
             self._rebaseline(day)

@@ -12,10 +12,10 @@ import binascii
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -56,15 +56,8 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 # times, which end in 2262) ever meets a time it cannot represent.
 EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TS = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def _sane_time(ts: datetime) -> datetime:
-    if not EARLIEST_TS <= ts < LATEST_TS:
-        raise ValueError(f"ts must lie from {EARLIEST_TS.year} to {LATEST_TS.year - 1}")
-    return ts
-
-
-DeviceTime = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+# Checked by pydantic's own validator, which is several times faster than a Python one.
+DeviceTime = Annotated[AwareDatetime, Field(ge=EARLIEST_TS, lt=LATEST_TS)]
 
 
 class Stream(StrEnum):
@@ -267,8 +260,12 @@ class TopicError(ValueError):
     pass
 
 
+@lru_cache(maxsize=4096)
 def parse_topic(topic: str) -> tuple[str, Stream]:
-    """Split a device topic, refusing anything outside the contract."""
+    """Split a device topic, refusing anything outside the contract.
+
+    Cached: a hub sees the same few topics all day, and only topics that pass are
+    kept, each bounded by the device id's pattern."""
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "ruuhka" or parts[1] != VERSION or parts[2] != "devices":
         raise TopicError(f"topic outside the contract: {topic[:200]!r}")

@@ -48,7 +48,7 @@ def rink(seq: int, ice: float) -> str:
 
 @pytest.mark.parametrize("ts", HOSTILE_TIMES)
 def test_the_contract_refuses_times_outside_its_range(ts: str) -> None:
-    with pytest.raises(ValueError, match="ts must lie from 1970 to 2199"):
+    with pytest.raises(ValueError, match=r"(greater than or equal to 1970|less than 2200)-01-01"):
         parse_payload(Stream.HEARTBEAT, json.dumps({"seq": 1, "ts": ts}))
 
 

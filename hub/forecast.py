@@ -46,6 +46,8 @@ NEXT_STEPS = 8
 HALF_LIVES = (1e9, 14.0, 7.0)  # days; candidates for how fast old weeks fade
 BACKTEST_DAYS = 7
 SMOOTH = 2
+RECENT_DAYS = 2  # the last open days whose level against the typical curve carries over
+RECENT_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # candidates for how much of that level carries over
 
 Day = list[float | None]
 
@@ -147,10 +149,19 @@ class Profile:
     basis_days: int
     blend: Blend | None = None  # None: not fitted (the unfitted blend applies)
     borrowed_from: tuple[str, ...] = ()  # peers whose shape a young facility leans on
+    # How busy the last days were against their typical curves, as much of it as
+    # the facility's own last week says carries over (a school holiday, a cold spell).
+    level: float = 1.0
 
     def for_day(self, day: date, holiday: bool) -> Day:
-        kind = HOLIDAY if holiday else day.weekday()
-        curve = self.by_type[kind]
+        curve = self.shape(day, holiday)
+        if self.level == 1.0:
+            return curve
+        return [None if v is None else v * self.level for v in curve]
+
+    def shape(self, day: date, holiday: bool) -> Day:
+        """The learned curve for the day, before the recent level."""
+        curve = self.by_type[HOLIDAY if holiday else day.weekday()]
         if all(v is None for v in curve) and holiday:
             return self.by_type[SUNDAY]
         return curve
@@ -169,24 +180,70 @@ def learn_profile(
     How fast old weeks fade is chosen per facility: each candidate half-life
     forecasts the last week's days from the days before each, and the one with
     the smallest error wins. A pool with a steady week keeps its long memory; a
-    rink whose session times changed with the season forgets the old ones."""
-    errors: dict[float, float] = {}
+    rink whose session times changed with the season forgets the old ones.
+
+    The same days then choose how much of the last days' level (busier or quieter
+    than typical) carries over to the next: none, unless that forecasts better."""
+    tests: dict[float, list[tuple[date, Day, Profile]]] = {}
     for half_life in HALF_LIVES:
-        total = 0.0
+        tests[half_life] = []
         for back in range(1, BACKTEST_DAYS + 1):
             day = until - timedelta(days=back)
             actual = days.get(day)
-            if actual is None:
-                continue
-            curve = _learn(days, is_holiday, day, weeks, half_life).for_day(day, is_holiday(day))
-            total += sum(
-                abs(c - a)
-                for a, c in zip(actual, curve, strict=True)
-                if a is not None and c is not None
-            )
-        errors[half_life] = total
-    best = min(HALF_LIVES, key=lambda h: errors[h])
-    return _learn(days, is_holiday, until, weeks, best)
+            if actual is not None:
+                learned = _learn(days, is_holiday, day, weeks, half_life)
+                tests[half_life].append((day, actual, learned))
+    best = min(
+        HALF_LIVES,
+        key=lambda h: sum(_error(a, p.for_day(d, is_holiday(d))) for d, a, p in tests[h]),
+    )
+    levels = [(d, a, p, recent_level(p, days, is_holiday, d)) for d, a, p in tests[best]]
+
+    def with_weight(weight: float) -> float:
+        total = 0.0
+        for day, actual, learned, level in levels:
+            learned.level = 1.0 + weight * (level - 1.0)
+            total += _error(actual, learned.for_day(day, is_holiday(day)))
+        return total
+
+    weight = min(RECENT_WEIGHTS, key=with_weight)
+    profile = _learn(days, is_holiday, until, weeks, best)
+    profile.level = 1.0 + weight * (recent_level(profile, days, is_holiday, until) - 1.0)
+    return profile
+
+
+def _error(actual: Day, curve: Day) -> float:
+    return sum(
+        abs(c - a) for a, c in zip(actual, curve, strict=True) if a is not None and c is not None
+    )
+
+
+def recent_level(
+    profile: Profile, days: Mapping[date, Day], is_holiday: Callable[[date], bool], until: date
+) -> float:
+    """Measured over typical on the last ``RECENT_DAYS`` open days before ``until``
+    (within a week), bounded to [0.5, 2]; 1 without such days."""
+    measured = typical = 0.0
+    found = 0
+    for back in range(1, BACKTEST_DAYS + 1):
+        day = until - timedelta(days=back)
+        actual = days.get(day)
+        if actual is None:
+            continue
+        curve = profile.shape(day, is_holiday(day))
+        pairs = [(a, c) for a, c in zip(actual, curve, strict=True) if a is not None and c]
+        day_measured = sum(a for a, _ in pairs)
+        day_typical = sum(c for _, c in pairs)
+        if day_typical <= 0 or day_measured < CLOSED_FRACTION * day_typical:
+            continue  # closed, or the counter was out: says nothing of the level
+        measured += day_measured
+        typical += day_typical
+        found += 1
+        if found == RECENT_DAYS:
+            break
+    if not found:
+        return 1.0
+    return min(2.0, max(0.5, measured / typical))
 
 
 def _learn(
@@ -457,7 +514,7 @@ def borrow_shape(own: Profile, peers: list[Profile]) -> Profile:
             else:
                 curve.append(weight * value + (1 - weight) * statistics.median(borrowed))  # type: ignore[arg-type]
         by_type.append(curve)
-    return Profile(by_type, own.basis_days, own.blend)
+    return Profile(by_type, own.basis_days, own.blend, level=own.level)
 
 
 # Holidays ---------------------------------------------------------------------------------

@@ -269,3 +269,35 @@ def test_a_daylight_saving_change_keeps_the_typical_day_on_local_time() -> None:
     days = day_slots(points, HELSINKI, max_gap=1)
     curve = learn_profile(days, lambda d: False, sunday, weeks=8).for_day(sunday, holiday=False)
     assert curve[17 * 4] == 80 and curve[12 * 4] == 10 and curve[5 * 4] == 0
+
+
+def _pool_days(days: list[date], scale: dict[date, float]) -> dict[date, list[float | None]]:
+    points = [
+        (at.astimezone(UTC), pool_day(at) * scale.get(day, 1.0))
+        for day in days
+        for at in (local(day, 0) + timedelta(minutes=15 * slot) for slot in range(SLOTS))
+    ]
+    return day_slots(points, HELSINKI, max_gap=1)
+
+
+def test_a_busier_stretch_carries_over_to_the_typical_day() -> None:
+    """Five weeks of one weekly pattern, the last four days half as busy again (a
+    school holiday began): no earlier Wednesday was busier, but the last week shows
+    the level carrying over from day to day, so today's typical day follows it part
+    of the way."""
+    history = past_days(WEDNESDAY, 35)
+    busier = {day: 1.5 for day in history[-4:]}
+    profile = learn_profile(_pool_days(history, busier), lambda d: False, WEDNESDAY, weeks=8)
+    assert 1.1 < profile.level <= 1.5, profile.level
+    peak = profile.for_day(WEDNESDAY, holiday=False)[17 * 4]
+    assert peak is not None and 88 < peak <= 120, peak
+
+
+def test_a_steady_week_or_one_odd_day_leaves_the_level_alone() -> None:
+    history = past_days(WEDNESDAY, 35)
+    steady = learn_profile(_pool_days(history, {}), lambda d: False, WEDNESDAY, weeks=8)
+    assert steady.level == 1.0
+    odd = {history[-1]: 2.0}  # yesterday only: nothing shows that a level carries over
+    profile = learn_profile(_pool_days(history, odd), lambda d: False, WEDNESDAY, weeks=8)
+    assert profile.level == 1.0
+    assert profile.for_day(WEDNESDAY, holiday=False)[17 * 4] == 80

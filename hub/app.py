@@ -75,6 +75,8 @@ def build_hub(settings: HubSettings) -> Hub:
         owner = OwnerIngest(
             settings, store, metrics, lambda s: live.offer(s, local=True), Partition(settings)
         )
+    sessions = [ingest] if owner is None else [ingest, owner]
+    metrics.queue_depth.set_function(lambda: sum(s.waiting() for s in sessions))
     recall(live.recent, store, [f.id for f in settings.facilities], datetime.now(UTC))
     for state in ingest.states():
         live.offer(state, local=True)

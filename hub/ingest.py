@@ -174,8 +174,6 @@ class Ingest:
         self._down_since: float | None = time.monotonic()  # not connected yet
         self._in_hand: datetime | None = None  # the oldest reading of the batch in hand
         self._in_hand_count = 0
-        # Read when /metrics is scraped, not counted per message on the hot path.
-        metrics.queue_depth.set_function(lambda: self._queue.qsize() + self._in_hand_count)
         self._quarantine: list[Quarantined] = []
         self._recomputed_at = 0.0  # when the last recompute after late readings ended
         self._recompute_took = 0.0  # and how long it took (monotonic seconds)
@@ -234,6 +232,11 @@ class Ingest:
     def broker_down_s(self) -> float:
         since = self._down_since
         return 0.0 if since is None else time.monotonic() - since
+
+    def waiting(self) -> int:
+        """Readings received and not yet committed (read when /metrics is scraped,
+        not counted per message on the hot path)."""
+        return self._queue.qsize() + self._in_hand_count
 
     def oldest_waiting_s(self) -> float:
         """The age of the oldest reading received and not yet committed."""

@@ -221,6 +221,7 @@ def test_health_reports_the_oldest_reading_waiting(tmp_path: Path) -> None:
         ingest._queue.put(Message(GATE, count(1, 5).encode(), 1, 1, received))
         ingest._queue.put(Message(GATE, count(2, 6).encode(), 2, 1, datetime.now(UTC)))
         assert 90 <= ingest.oldest_waiting_s() < 100
+        assert ingest.waiting() == 2
     finally:
         store.close()
 

@@ -22,9 +22,9 @@ from websockets.sync.client import connect
 from hub.config import IngestSettings
 from hub.replicas import REPLICA_PROPERTY, owner_of
 from ruuhka.broker import Broker, free_port
-from ruuhka.contract import TOPIC_ROOT, Stream, device_topic
+from ruuhka.contract import RESET_SEQ_TOPIC, TOPIC_ROOT, ResetSeq, Stream, device_topic
 from ruuhka.local_hub import local_hub_toml
-from tests.conftest import HUB_CONFIG, HubProcess, http_get, wait_for
+from tests.conftest import HUB_CONFIG, HubProcess, http_get, mosquitto_pub, wait_for
 from tests.test_device_acl import add_quietly, production_broker
 from tests.test_device_acl import connect as acl_connect
 
@@ -413,3 +413,37 @@ def test_two_replicas_on_the_production_broker_configuration(tmp_path: Path) -> 
         finally:
             for hub in hubs:
                 hub.stop()
+
+
+def test_a_seq_reset_reaches_every_replica(replicas: Any, broker: Broker) -> None:
+    """A rink sensor whose first reading carried an absurd seq: each replica that
+    stores a later one counts it out of order, and the facility's owner does not
+    show it. One reset on the control topic (what ``ruuhka device reset-seq``
+    sends) and the next reading is shown by all three, whichever replica the
+    shared subscription hands it to."""
+    _, hubs = replicas
+
+    def ice(seq: int, celsius: float) -> None:
+        body = {"seq": seq, "ts": datetime.now(UTC).isoformat(), "sensor": "ice"}
+        body["ice_temp_c"] = celsius
+        mosquitto_pub(broker, device_topic("rink-sensor", Stream.RINK), json.dumps(body))
+
+    ice(2**63 - 1, -20.0)
+    for hub in hubs:
+        wait_for(lambda h=hub: h.facility("rink")["ice_temp_c"] == -20.0, 20, "the absurd one")
+    for seq in range(10, 16):
+        ice(seq, -4.0)
+    wait_for(
+        lambda: sum(h.metric("ruuhka_readings_accepted_total", stream="rink") for h in hubs) >= 7,
+        20,
+        "the later readings stored",
+    )
+    assert all(h.facility("rink")["ice_temp_c"] == -20.0 for h in hubs)  # frozen
+    reset = ResetSeq(device="rink-sensor", at=datetime.now(UTC)).model_dump_json()
+    mosquitto_pub(broker, RESET_SEQ_TOPIC, reset)
+    for hub in hubs:
+        wait_for(lambda h=hub: "reset by an operator" in h.log.read_text(), 20, "the reset")
+    for seq, celsius in enumerate([-5.0, -6.0, -7.0, -8.0, -9.0, -10.0], start=16):
+        ice(seq, celsius)
+    for hub in hubs:
+        wait_for(lambda h=hub: h.facility("rink")["ice_temp_c"] == -10.0, 20, "shown after it")

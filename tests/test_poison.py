@@ -218,8 +218,8 @@ def test_health_reports_the_oldest_reading_waiting(tmp_path: Path) -> None:
     try:
         assert ingest.oldest_waiting_s() == 0
         received = datetime.now(UTC) - timedelta(seconds=90)
-        ingest._queue.put(Message(GATE, count(1, 5).encode(), 1, 1, received))
-        ingest._queue.put(Message(GATE, count(2, 6).encode(), 2, 1, datetime.now(UTC)))
+        ingest._inbox.append(Message(GATE, count(1, 5).encode(), 1, 1, received))
+        ingest._inbox.append(Message(GATE, count(2, 6).encode(), 2, 1, datetime.now(UTC)))
         assert 90 <= ingest.oldest_waiting_s() < 100
         assert ingest.waiting() == 2
     finally:

@@ -60,6 +60,7 @@ class YardScene:
     wash_s: tuple[float, float] = (40.0, 120.0)
     figures: list[Figure] = field(default_factory=list)
     t: float = 0.0
+    drawn: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -176,6 +177,7 @@ class YardScene:
 
     def frame(self) -> np.ndarray:
         image = self._background.copy()
+        self.drawn = image
         for figure in sorted(self.visible(), key=lambda f: f.y):
             x0, y0, x1, y1 = (round(v) for v in figure.box(self.t))
             cx = (x0 + x1) // 2
@@ -213,7 +215,9 @@ class YardFrames:
 
 class TruthDetector:
     """The demo's person signal: the scene's own boxes for the frame just drawn, with
-    the real person detector's boxes (if any) added for hiding, never for counting."""
+    the real person detector's boxes (if any) added for hiding, never for counting.
+    On any other picture (the anonymiser checking its learned background) the
+    scene's truth says nothing, so only the real detector answers."""
 
     def __init__(self, scene: YardScene, real: object | None, count_threshold: float) -> None:
         self.scene = scene
@@ -221,7 +225,8 @@ class TruthDetector:
         self.below = count_threshold * 0.99
 
     def detect(self, image: np.ndarray) -> np.ndarray:
-        boxes = [self.scene.truth()]
+        own = image is self.scene.drawn
+        boxes = [self.scene.truth() if own else np.zeros((0, 5), np.float32)]
         if self.real is not None:
             found = self.real.detect(image)  # type: ignore[attr-defined]
             found[:, 4] = np.minimum(found[:, 4], self.below)

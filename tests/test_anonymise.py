@@ -74,6 +74,7 @@ def config(**overrides: object) -> AnonymiserConfig:
         "face_detector": False,
         "calibration_frames": 4,
         "min_seen": 2,
+        "background_confirm_s": 6,
     }
     return AnonymiserConfig(**(values | overrides))
 

@@ -10,8 +10,8 @@ In ``background`` mode nobody becomes background: a pixel is learned only
 after it stayed unchanged, with no signal on it, for ``background_confirm_s`` of
 scene time (longer than anyone stands still, so a person the detectors miss is
 never learned, not even one standing there from the first frame); a learned
-pixel that the live picture now contradicts, with no signal to explain it (a
-ghost, or someone standing still in front of it), is not shown; and the
+pixel that the live picture now contradicts (someone in front of it, or the
+ghost of someone learned in who left) is shown grey, not as learned; and the
 detectors look at the learned background itself before a newly learned part of
 it is shown, and what they find there is forgotten.
 
@@ -336,6 +336,7 @@ class Anonymiser:
             c.background_rate,
             c.background_confirm_s,
             c.min_seen,
+            c.foreground_margin_px,
         )
 
     def _check_background(self, now: float) -> None:
@@ -439,6 +440,7 @@ class _BackgroundModel:
         rate: float,
         confirm_s: float,
         min_seen: int,
+        spread: int,
     ) -> None:
         """A signal or a change starts a pixel's run again; a run of at least
         ``confirm_s`` and ``min_seen`` frames is its background from then on."""
@@ -454,9 +456,14 @@ class _BackgroundModel:
         np.copyto(self.background, self.mean, where=ripe[:, :, None])
         self.learned_since[ripe] = self.since[ripe]
         self.confirmed |= ripe
-        # Learned, contradicted by the live picture, and no signal to explain it:
-        # a ghost of something that left, or someone standing still in front.
-        self.stale = self.confirmed & ~claimed & (_change(frame, self.background) > tolerance)
+        # Learned, and contradicted by the live picture: someone in front of it, or
+        # the ghost of someone learned in who left (a signal does not tell which:
+        # what a person leaves behind moves too). Widened, so no outline is shown.
+        differs = (_change(frame, self.background) > tolerance).astype(np.uint8)
+        if spread > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * spread + 1, 2 * spread + 1))
+            differs = cv2.dilate(differs, kernel)
+        self.stale = self.confirmed & differs.astype(bool)
 
     def pending(self) -> np.ndarray:
         """Learned from a run that had not lasted long enough at the last check."""

@@ -243,3 +243,65 @@ class YardCamera(CameraSource):
             if "people" in fields:
                 fields["count_simulated"] = True
         return readings
+
+
+@dataclass
+class Stayer:
+    """Someone who stays still for long, in scene seconds: walks in from ``start``
+    during the ``walk_s`` before ``arrive_s`` (or, with no ``start``, is simply
+    there from ``arrive_s``), stands with the sprite's top-left corner at ``spot``
+    until ``leave_s``, then walks back out the same way (or is simply gone).
+
+    For benchmarks and tests of what a camera publishes while a person washes a
+    carpet for an hour or crouches over one: :func:`compose` draws them."""
+
+    sprite: np.ndarray
+    alpha: np.ndarray
+    spot: tuple[int, int]
+    arrive_s: float
+    leave_s: float
+    start: tuple[int, int] | None = None
+    walk_s: float = 60.0
+
+    def place(self, t: float) -> tuple[int, int] | None:
+        """The sprite's top-left corner at scene time ``t``, or None when away."""
+        if self.start is None:
+            return self.spot if self.arrive_s <= t < self.leave_s else None
+        if t < self.arrive_s - self.walk_s or t >= self.leave_s + self.walk_s:
+            return None
+        if self.arrive_s <= t < self.leave_s:
+            return self.spot
+        if t < self.arrive_s:
+            share, origin, target = (
+                (t - self.arrive_s + self.walk_s) / self.walk_s,
+                self.start,
+                self.spot,
+            )
+        else:
+            share, origin, target = (t - self.leave_s) / self.walk_s, self.spot, self.start
+        return (
+            round(origin[0] + share * (target[0] - origin[0])),
+            round(origin[1] + share * (target[1] - origin[1])),
+        )
+
+
+def compose(
+    background: np.ndarray, people: list[Stayer], t: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame at scene time ``t`` and its person mask (True = a person pixel)."""
+    image = background.copy()
+    person = np.zeros(background.shape[:2], bool)
+    height, width = person.shape
+    for someone in people:
+        where = someone.place(t)
+        if where is None:
+            continue
+        x, y = where
+        h, w = someone.alpha.shape
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        alpha = someone.alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+        image[y0:y1, x0:x1][alpha] = someone.sprite[y0 - y : y1 - y, x0 - x : x1 - x][alpha]
+        person[y0:y1, x0:x1] |= alpha
+    return image, person

@@ -157,6 +157,17 @@ def test_someone_who_walks_in_and_stays_is_never_published(minutes: int, shape: 
     assert len(while_there) > 0.9 * (minutes + 6) * 4  # pictures all along, without them
 
 
+def test_someone_still_for_longer_stays_out_while_the_detector_finds_them_hourly() -> None:
+    """Beyond the hour: standing for three hours, seen once every 50 minutes;
+    each sighting starts their confirmation time again."""
+    detector = Now(lambda t: int(t) % 3000 < 20 or not 80 * MIN <= t < 260 * MIN)
+    anonymiser = Anonymiser(settings(), persons=detector)
+    someone = person(STANDING, 80 * MIN, 260 * MIN)
+    outcomes, worst = run_scene(anonymiser, [someone], 265 * MIN, 20.0, detector=detector)
+    assert worst == 0
+    assert len(published(outcomes)) > 0.9 * len([t for t, _ in outcomes if t >= 75 * MIN])
+
+
 def test_someone_who_walks_in_before_the_background_is_learned_is_never_published() -> None:
     """Walks in after 10 minutes and sits for an hour, never detected."""
     anonymiser = Anonymiser(settings())
@@ -200,7 +211,10 @@ def test_a_person_the_detector_finds_in_the_learned_background_is_not_published(
             return np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, 0.9]], np.float32)
 
     finder = OnlyInBackground()
-    anonymiser = Anonymiser(settings(background_confirm_s=10 * MIN), persons=finder)
+    # Checked every quarter of an hour: what is learned in between waits, hidden.
+    anonymiser = Anonymiser(
+        settings(background_confirm_s=10 * MIN, background_check_s=15 * MIN), persons=finder
+    )
     someone = person(CROUCHING, 0.0, HOUR, walks_in=False)
     worst = 0
     t = 0.0

@@ -137,8 +137,9 @@ def run(dataset: Path, step: float, seed: int) -> bool:
     recall = hidden / total if total else 1.0
     ok = recall == 1.0
     print(
-        f"  background recall {recall:.5f}  worst frame {worst[0]:.4f} at {worst[1] / MIN:.0f} min"
-        f"  published {published}/{frames}  {1000 * elapsed / frames:.0f} ms/frame"
+        f"  background recall {recall:.5f}  worst frame {worst[0]:.4f}"
+        + (f" at {worst[1] / MIN:.0f} min" if worst[0] < 1 else "")
+        + f"  published {published}/{frames}  {1000 * elapsed / frames:.0f} ms/frame"
         f"  {'met' if ok else 'NOT met'}"
     )
     print(f"  statuses {statuses}")

@@ -6,8 +6,17 @@ subtraction) and fixed privacy polygons. Each signal is dilated by a margin and
 held for ``hold_s`` after it was last seen, so a person who stops moving or is
 missed for a frame stays hidden.
 
+In ``background`` mode nobody becomes background: a pixel is learned only
+after it stayed unchanged, with no signal on it, for ``background_confirm_s`` of
+scene time (longer than anyone stands still, so a person the detectors miss is
+never learned, not even one standing there from the first frame); a learned
+pixel that the live picture now contradicts (someone in front of it, or the
+ghost of someone learned in who left) is shown grey, not as learned; and the
+detectors look at the learned background itself before a newly learned part of
+it is shown, and what they find there is forgotten.
+
 It fails closed: on an exception, a timeout, darkness, a sudden global change
-(an IR switch at dusk), a background still learning or an implausibly large
+(an IR switch at dusk), a background not yet confirmed or an implausibly large
 mask, :meth:`Anonymiser.process` returns an :class:`Outcome` without an image
 and says why. The only bytes that ever leave this module are made by
 :func:`_encode` from a canvas that was built from the learned background or from
@@ -34,6 +43,7 @@ log = logging.getLogger("ruuhka.anonymise")
 _GREY = (128, 128, 128)
 _MARKER = (40, 90, 230)
 _ANALYSIS_SIDE = 160
+_LEVEL = 128.0  # the background is learned with every frame's median luma moved here
 
 
 class Detector(Protocol):
@@ -145,8 +155,8 @@ class Anonymiser:
         self._shape = None
         self._last_seen: np.ndarray | None = None
         self._last_frame: np.ndarray | None = None
-        self._background: np.ndarray | None = None
-        self._seen: np.ndarray | None = None
+        self._model: _BackgroundModel | None = None
+        self._level = _LEVEL
         self._previous: np.ndarray | None = None
         self._frames = 0
         self._subtractor = cv2.createBackgroundSubtractorMOG2(
@@ -155,13 +165,14 @@ class Anonymiser:
 
     # -- the one entry point -------------------------------------------------
 
-    def process(self, frame: np.ndarray | None) -> Outcome:
-        """Anonymise one frame; never raises, never returns an unmasked image."""
+    def process(self, frame: np.ndarray | None, at: float | None = None) -> Outcome:
+        """Anonymise one frame taken at scene time ``at`` (seconds; the clock when
+        not given); never raises, never returns an unmasked image."""
         started = self.clock()
         try:
             if frame is None:
                 raise FailClosed(CameraStatus.NO_FRAME, "no frame from the camera")
-            outcome = self._process(frame)
+            outcome = self._process(frame, started if at is None else at)
         except FailClosed as closed:
             outcome = Outcome(closed.status, self.config.mode, detail=str(closed))
         except Exception as exc:
@@ -194,7 +205,7 @@ class Anonymiser:
 
     # -- stages --------------------------------------------------------------
 
-    def _process(self, frame: np.ndarray) -> Outcome:
+    def _process(self, frame: np.ndarray, now: float) -> Outcome:
         c = self.config
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
@@ -206,7 +217,6 @@ class Anonymiser:
             self._shape = (height, width)
             self._last_seen = np.full((height, width), -math.inf, np.float64)
             self._last_frame = np.full((height, width), -(2**30), np.int32)
-        now = self.clock()
         self._check_light(frame)
         self._frames += 1
 
@@ -230,10 +240,8 @@ class Anonymiser:
             mask |= polygon_mask((height, width), c.privacy_polygons)
         self.last_mask = mask
         fraction = float(mask.mean())
-        if c.mode is Mode.BACKGROUND and (foreground is not None or not c.foreground):
-            # Not while the foreground signal is still warming up: a person in
-            # the very first frame would otherwise be learned as background.
-            self._learn_background(frame, mask)
+        if c.mode is Mode.BACKGROUND:
+            self._learn_background(frame, mask, now)
         if self._frames <= c.calibration_frames:
             raise FailClosed(
                 CameraStatus.CALIBRATING,
@@ -246,6 +254,7 @@ class Anonymiser:
             )
         counted = count_people(persons, c.count_threshold)
         if c.mode is Mode.BACKGROUND:
+            self._check_background(now)
             canvas = self._background_canvas(counted)
         else:
             canvas = _hide(frame, mask, c.mode)
@@ -269,6 +278,7 @@ class Anonymiser:
         saturation = float(cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[:, :, 1].mean())
         previous = self._previous
         self._previous = np.append(grey.ravel(), saturation)
+        self._level = max(1.0, float(np.median(grey)))
         brightness = float(grey.mean())
         if brightness < c.min_brightness:
             raise FailClosed(
@@ -311,27 +321,63 @@ class Anonymiser:
             moving = cv2.dilate(moving, kernel)
         return moving
 
-    def _learn_background(self, frame: np.ndarray, mask: np.ndarray) -> None:
-        """A running average of the pixels that no signal claims, and how often
-        each was seen; pixels under the mask keep what they had."""
-        if self._background is None:
-            self._background = frame.astype(np.float32)
-            self._seen = np.zeros(frame.shape[:2], np.uint16)
-            self._background[mask] = _GREY
-        assert self._seen is not None
-        free = ~mask
-        rate = self.config.background_rate
-        # A plain mean of the first samples, then an exponential average.
-        weight = np.maximum(rate, 1.0 / (self._seen[free].astype(np.float32) + 1.0))[:, None]
-        self._background[free] += weight * (frame[free] - self._background[free])
-        self._seen[free] = np.minimum(self._seen[free] + 1, 60000)
+    def _learn_background(self, frame: np.ndarray, claimed: np.ndarray, now: float) -> None:
+        """Follow every pixel's run of unchanged, unclaimed frames; a run that
+        lasts ``background_confirm_s`` becomes that pixel's background."""
+        c = self.config
+        level = np.float32(_LEVEL / self._level)
+        if self._model is None:
+            self._model = _BackgroundModel(frame.astype(np.float32) * level, now)
+        self._model.update(
+            frame.astype(np.float32) * level,
+            claimed,
+            now,
+            c.background_tolerance,
+            c.background_rate,
+            c.background_confirm_s,
+            c.min_seen,
+            c.foreground_margin_px,
+        )
+
+    def _check_background(self, now: float) -> None:
+        """Run the detectors on the learned background itself when a newly
+        learned part waits for it; whatever they find there is forgotten."""
+        model = self._model
+        if model is None or not model.confirmed.any():
+            return
+        due = model.checked_at is None or now - model.checked_at >= self.config.background_check_s
+        if not due or not model.pending().any():
+            return
+        canvas = self._render(model, model.confirmed)
+        found = np.zeros(canvas.shape[:2], np.uint8)
+        for detector in (self.persons, self.faces):
+            if detector is not None:
+                _fill_boxes(
+                    found, detector.detect(canvas), self.config.margin, self.config.margin_px
+                )
+        model.forget(found.astype(bool), now)
+        model.checked_at = now
+
+    def _render(self, model: _BackgroundModel, shown: np.ndarray) -> np.ndarray:
+        """The learned background at today's light level, grey where not ``shown``."""
+        canvas = np.clip(model.background * np.float32(self._level / _LEVEL), 0, 255)
+        canvas = canvas.astype(np.uint8)
+        canvas[~shown] = _GREY
+        return canvas
 
     def _background_canvas(self, counted: np.ndarray) -> np.ndarray:
-        if self._background is None or self._seen is None:
+        model = self._model
+        if model is None:
             raise FailClosed(CameraStatus.CALIBRATING, "no background learned yet")
-        canvas = self._background.astype(np.uint8)
-        unseen = self._seen < self.config.min_seen
-        canvas[unseen] = _GREY
+        shown = model.shown()
+        hidden = float(1.0 - shown.mean())
+        if hidden > self.config.max_masked_fraction:
+            raise FailClosed(
+                CameraStatus.CALIBRATING,
+                f"confirming the background: {1 - hidden:.0%} of the picture confirmed "
+                "free of people",
+            )
+        canvas = self._render(model, shown)
         markers = np.zeros(canvas.shape[:2], np.uint8)
         for x0, y0, x1, y1, _ in counted:
             centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
@@ -340,7 +386,7 @@ class Anonymiser:
             cv2.ellipse(canvas, centre, axes, 0, 0, 360, (255, 255, 255), 2)
             cv2.ellipse(markers, centre, axes, 0, 0, 360, 1, -1)
             cv2.ellipse(markers, centre, axes, 0, 0, 360, 1, 2)
-        self.last_drawn = unseen | markers.astype(bool)
+        self.last_drawn = ~shown | markers.astype(bool)
         return canvas
 
     def _spots_in_use(self, counted: np.ndarray, shape: tuple[int, int]) -> int | None:
@@ -357,6 +403,82 @@ class Anonymiser:
                     used += 1
                     break
         return used
+
+
+def _change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest channel difference after a slight blur, so that
+    sensor noise is not mistaken for a change."""
+    return np.abs(cv2.GaussianBlur(a - b, (0, 0), 1.0)).max(axis=2)
+
+
+class _BackgroundModel:
+    """Per pixel: the current run of unchanged, unclaimed frames (its first
+    value, mean, start and length) and the background learned from a run that
+    lasted long enough, with the start of that run.
+
+    Values are in light-level-evened units (see ``_LEVEL``)."""
+
+    def __init__(self, first: np.ndarray, now: float) -> None:
+        shape = first.shape[:2]
+        self.anchor = first.copy()
+        self.mean = first.copy()
+        self.since = np.full(shape, now, np.float64)
+        self.count = np.zeros(shape, np.uint16)
+        self.background = np.zeros_like(first)
+        self.learned_since = np.full(shape, np.inf, np.float64)
+        self.confirmed = np.zeros(shape, bool)
+        self.stale = np.zeros(shape, bool)
+        self.confirm_s = 0.0
+        self.checked_at: float | None = None
+
+    def update(
+        self,
+        frame: np.ndarray,
+        claimed: np.ndarray,
+        now: float,
+        tolerance: float,
+        rate: float,
+        confirm_s: float,
+        min_seen: int,
+        spread: int,
+    ) -> None:
+        """A signal or a change starts a pixel's run again; a run of at least
+        ``confirm_s`` and ``min_seen`` frames is its background from then on."""
+        self.confirm_s = confirm_s
+        restart = claimed | (_change(frame, self.anchor) > tolerance)
+        np.copyto(self.anchor, frame, where=restart[:, :, None])
+        self.since[restart] = now
+        count = np.where(restart, 0, self.count).astype(np.float32)
+        weight = np.maximum(np.float32(rate), 1.0 / (count + 1.0))
+        self.mean += weight[:, :, None] * (frame - self.mean)
+        self.count = np.minimum(count + 1, 60000).astype(np.uint16)
+        ripe = (now - self.since >= confirm_s) & (self.count >= min_seen)
+        np.copyto(self.background, self.mean, where=ripe[:, :, None])
+        self.learned_since[ripe] = self.since[ripe]
+        self.confirmed |= ripe
+        # Learned, and contradicted by the live picture: someone in front of it, or
+        # the ghost of someone learned in who left (a signal does not tell which:
+        # what a person leaves behind moves too). Widened, so no outline is shown.
+        differs = (_change(frame, self.background) > tolerance).astype(np.uint8)
+        if spread > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * spread + 1, 2 * spread + 1))
+            differs = cv2.dilate(differs, kernel)
+        self.stale = self.confirmed & differs.astype(bool)
+
+    def pending(self) -> np.ndarray:
+        """Learned from a run that had not lasted long enough at the last check."""
+        checked = -np.inf if self.checked_at is None else self.checked_at
+        return self.confirmed & (self.learned_since + self.confirm_s > checked)
+
+    def shown(self) -> np.ndarray:
+        return self.confirmed & ~self.pending() & ~self.stale
+
+    def forget(self, region: np.ndarray, now: float) -> None:
+        """What a detector found in the background: unlearned, its runs restarted."""
+        self.confirmed[region] = False
+        self.learned_since[region] = np.inf
+        self.since[region] = now
+        self.count[region] = 0
 
 
 def _no_boxes() -> np.ndarray:

@@ -76,11 +76,31 @@ class AnonymiserConfig(_Strict):
     spots: list[Spot] = Field(default_factory=list)
     count_threshold: float = Field(default=0.5, gt=0, lt=1, description="Score to count a person.")
     calibration_frames: int = Field(
-        default=10, ge=0, description="Frames to learn the background before publishing."
+        default=10, ge=0, description="Frames the moving-foreground model learns before publishing."
     )
     background_rate: float = Field(default=0.05, gt=0, le=1)
+    background_confirm_s: float = Field(
+        default=4200.0,
+        ge=0,
+        description="Background mode: a pixel is learned only after it stayed unchanged, with no "
+        "signal on it, this long in scene time; longer than anyone stands still.",
+    )
+    background_tolerance: float = Field(
+        default=20.0,
+        gt=0,
+        le=255,
+        description="Largest change per channel (light level evened out) that counts as unchanged.",
+    )
+    background_check_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="The detectors look at the learned background itself this often; newly "
+        "learned parts stay hidden until they have.",
+    )
     min_seen: int = Field(
-        default=5, ge=1, description="A background pixel is shown once seen free this often."
+        default=5,
+        ge=1,
+        description="…and only after it was seen unchanged in at least this many frames.",
     )
     min_brightness: float = Field(default=30, ge=0, le=255, description="Mean luma; darker = dark.")
     max_global_change: float = Field(

@@ -60,6 +60,7 @@ class YardScene:
     wash_s: tuple[float, float] = (40.0, 120.0)
     figures: list[Figure] = field(default_factory=list)
     t: float = 0.0
+    drawn: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -176,6 +177,7 @@ class YardScene:
 
     def frame(self) -> np.ndarray:
         image = self._background.copy()
+        self.drawn = image
         for figure in sorted(self.visible(), key=lambda f: f.y):
             x0, y0, x1, y1 = (round(v) for v in figure.box(self.t))
             cx = (x0 + x1) // 2
@@ -213,7 +215,9 @@ class YardFrames:
 
 class TruthDetector:
     """The demo's person signal: the scene's own boxes for the frame just drawn, with
-    the real person detector's boxes (if any) added for hiding, never for counting."""
+    the real person detector's boxes (if any) added for hiding, never for counting.
+    On any other picture (the anonymiser checking its learned background) the
+    scene's truth says nothing, so only the real detector answers."""
 
     def __init__(self, scene: YardScene, real: object | None, count_threshold: float) -> None:
         self.scene = scene
@@ -221,7 +225,8 @@ class TruthDetector:
         self.below = count_threshold * 0.99
 
     def detect(self, image: np.ndarray) -> np.ndarray:
-        boxes = [self.scene.truth()]
+        own = image is self.scene.drawn
+        boxes = [self.scene.truth() if own else np.zeros((0, 5), np.float32)]
         if self.real is not None:
             found = self.real.detect(image)  # type: ignore[attr-defined]
             found[:, 4] = np.minimum(found[:, 4], self.below)
@@ -238,3 +243,65 @@ class YardCamera(CameraSource):
             if "people" in fields:
                 fields["count_simulated"] = True
         return readings
+
+
+@dataclass
+class Stayer:
+    """Someone who stays still for long, in scene seconds: walks in from ``start``
+    during the ``walk_s`` before ``arrive_s`` (or, with no ``start``, is simply
+    there from ``arrive_s``), stands with the sprite's top-left corner at ``spot``
+    until ``leave_s``, then walks back out the same way (or is simply gone).
+
+    For benchmarks and tests of what a camera publishes while a person washes a
+    carpet for an hour or crouches over one: :func:`compose` draws them."""
+
+    sprite: np.ndarray
+    alpha: np.ndarray
+    spot: tuple[int, int]
+    arrive_s: float
+    leave_s: float
+    start: tuple[int, int] | None = None
+    walk_s: float = 60.0
+
+    def place(self, t: float) -> tuple[int, int] | None:
+        """The sprite's top-left corner at scene time ``t``, or None when away."""
+        if self.start is None:
+            return self.spot if self.arrive_s <= t < self.leave_s else None
+        if t < self.arrive_s - self.walk_s or t >= self.leave_s + self.walk_s:
+            return None
+        if self.arrive_s <= t < self.leave_s:
+            return self.spot
+        if t < self.arrive_s:
+            share, origin, target = (
+                (t - self.arrive_s + self.walk_s) / self.walk_s,
+                self.start,
+                self.spot,
+            )
+        else:
+            share, origin, target = (t - self.leave_s) / self.walk_s, self.spot, self.start
+        return (
+            round(origin[0] + share * (target[0] - origin[0])),
+            round(origin[1] + share * (target[1] - origin[1])),
+        )
+
+
+def compose(
+    background: np.ndarray, people: list[Stayer], t: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame at scene time ``t`` and its person mask (True = a person pixel)."""
+    image = background.copy()
+    person = np.zeros(background.shape[:2], bool)
+    height, width = person.shape
+    for someone in people:
+        where = someone.place(t)
+        if where is None:
+            continue
+        x, y = where
+        h, w = someone.alpha.shape
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        alpha = someone.alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+        image[y0:y1, x0:x1][alpha] = someone.sprite[y0 - y : y1 - y, x0 - x : x1 - x][alpha]
+        person[y0:y1, x0:x1] |= alpha
+    return image, person

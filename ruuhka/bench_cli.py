@@ -16,6 +16,7 @@ BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
 SCRIPTS = {
     "privacy": "privacy_eval.py",
     "anonymise": "anonymise.py",
+    "long-scene": "long_scene.py",
     "ingest": "ingest.py",
     "ingest-replicas": "ingest_replicas.py",
     "late-data": "late_data.py",

@@ -74,6 +74,7 @@ def config(**overrides: object) -> AnonymiserConfig:
         "face_detector": False,
         "calibration_frames": 4,
         "min_seen": 2,
+        "background_confirm_s": 6,
     }
     return AnonymiserConfig(**(values | overrides))
 
@@ -206,7 +207,17 @@ class Exploding:
         raise RuntimeError("model crashed")
 
 
-STAGES = ["persons", "faces", "foreground", "light", "background", "canvas", "hide", "encode"]
+STAGES = [
+    "persons",
+    "faces",
+    "foreground",
+    "light",
+    "background",
+    "check",
+    "canvas",
+    "hide",
+    "encode",
+]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -232,6 +243,8 @@ def test_an_exception_at_any_stage_publishes_nothing(
         monkeypatch.setattr(anonymiser, "_check_light", boom)
     elif stage == "background":
         monkeypatch.setattr(anonymiser, "_learn_background", boom)
+    elif stage == "check":
+        monkeypatch.setattr(anonymiser, "_check_background", boom)
     elif stage == "canvas":
         monkeypatch.setattr(anonymiser, "_background_canvas", boom)
     elif stage == "hide":
@@ -239,9 +252,8 @@ def test_an_exception_at_any_stage_publishes_nothing(
     else:
         monkeypatch.setattr("edge.anonymise.cv2.imencode", lambda *a, **k: (False, None))
     outcome = run(anonymiser, clock, frames[6:7])[0]
-    expected_ok = (stage == "background" and mode is not Mode.BACKGROUND) or (
-        stage in ("canvas", "hide")
-        and {"canvas": Mode.PIXELATE, "hide": Mode.BACKGROUND}[stage] is mode
+    expected_ok = (stage in ("background", "check", "canvas") and mode is Mode.PIXELATE) or (
+        stage == "hide" and mode is Mode.BACKGROUND
     )
     if expected_ok:  # that stage is not on this mode's path
         assert outcome.ok and person_pixels(decode(outcome)) == 0

@@ -39,9 +39,10 @@ look like the true background (within TOL) are left out. A person pixel is
 hidden unless the published pixel shows it (above, the checker on the people
 only) and is closer to it than to the true background. A ghost is a leak too:
 where nobody is now, a published pixel that shows an earlier person's pixel
-there (that pixel differing from the true background by more than TOL, the
-published one closer to it than to the background, and following its checker)
-counts as a person pixel not hidden, charged to that person and frame.
+there (that pixel differing from the true background by more than TOL; the
+published one within TOL of it as it would have been published, closer to it
+than to the background, and following its checker) counts as a person pixel
+not hidden, charged to that person and frame.
 Utility: non-person pixels that resemble the frame. Goals: recall >= 0.9995,
 worst frame >= 0.98, utility >= 0.8.
 
@@ -624,11 +625,13 @@ class SceneScorer:
         self._known: set[bytes] = set()
 
     def remember(self, image: np.ndarray, seen: dict[int, np.ndarray]) -> None:
-        """Each actor's pixels in this frame that differ from the true background."""
+        """Each actor's pixels in this frame that differ from the true background, as
+        they would look published (so that JPEG noise does not hide a ghost)."""
         distinct = distance(image, self.background) > TOL
+        looks = as_published(image, image.shape[:2], self.quality).reshape(-1, 3)
         for actor, mask in seen.items():
             where = np.flatnonzero(mask & distinct)
-            colours = image.reshape(-1, 3)[where]
+            colours = looks[where]
             key = hashlib.sha256(where.tobytes() + colours.tobytes()).digest()
             if where.size and key not in self._known:
                 self._known.add(key)

@@ -152,7 +152,7 @@ def test_each_person_box_is_a_person(tmp_path: Path) -> None:
     person[10:90, 20:60] = True
     person[10:90, 120:180] = True
     boxes = tmp_path / "x.txt"
-    boxes.write_text("0 0.2 0.5 0.2 0.8\n5 0.5 0.5 0.2 0.2\n0 0.75 0.5 0.3 0.8\n")
+    boxes.write_text("0 0.2 0.5 0.2 0.8\n5 0.75 0.5 0.1 0.2\n0 0.75 0.5 0.3 0.8\n")
     people = pe.people_in(person, boxes)
     assert [int(p.sum()) for p in people] == [40 * 80, 60 * 80]
     assert len(pe.people_in(person, tmp_path / "none.txt")) == 2
@@ -171,13 +171,13 @@ SCENE = {
 
 
 def run_scene(
-    mode: Mode, stay: int, frames: int, **config: object
+    mode: Mode, stay: int, frames: int, actor: np.ndarray | None = None, **config: object
 ) -> list[tuple[int, pe.FrameScore]]:
     """A person stands still for ``stay`` frames and then leaves; every published
     frame is scored."""
     background = textured(3)
     person = person_mask()
-    actor = textured(4, 0, 60)
+    actor = textured(4, 0, 60) if actor is None else actor
     runs = pe.Runs((mode,), AnonymiserConfig(**(SCENE | config)))
     scorer = pe.SceneScorer(background, 75)
     out = []
@@ -219,9 +219,27 @@ def test_a_person_hidden_and_never_learned_leaves_no_ghost() -> None:
     assert scores[6].kept > 0.97 * (scores[6].free - person_mask().sum())
 
 
+def test_a_person_in_the_colour_of_the_scene_fill_counts_as_hidden() -> None:
+    grey = np.full((H, W, 3), 128, np.uint8)
+    scores = dict(run_scene(Mode.FILL, 6, 6, actor=grey, privacy_polygons=[WHOLE]))
+    assert all(s.recall is not None and s.recall > 0.98 for s in scores.values())
+
+
+def test_a_published_true_background_hides_a_person_faintly_unlike_it() -> None:
+    background = np.full((H, W, 3), 90, np.uint8)
+    background[:, ::2] = 100
+    image = background.copy()
+    image[person_mask()] += 32
+    scorer = pe.SceneScorer(background, 75)
+    shown = pe.as_published(background, (H, W), 75)
+    score = scorer.score(image, {0: person_mask()}, shown, None)
+    assert score.recall is not None and score.recall > 0.95
+
+
 def test_the_scene_row_takes_the_ghosts_into_recall_and_worst_frame() -> None:
-    result = pe.SceneResult(frames=[score for _, score in run_scene(Mode.BACKGROUND, 6, 8)])
-    result.count = 8
+    scores = dict(run_scene(Mode.BACKGROUND, 6, 8))
+    # Only frames after the person left: nobody to hide, and still a leak.
+    result = pe.SceneResult(frames=[scores[6], scores[7]], count=2)
     row = pe.scene_row(Mode.BACKGROUND, result)
     assert row.recall < 0.1
     assert row.worst.startswith("0.0")

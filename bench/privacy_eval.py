@@ -76,11 +76,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.anonymise import Anonymiser, Detector, Outcome
+from edge.anonymise import Anonymiser, Detector, FailClosed, Outcome
 from edge.camera_config import AnonymiserConfig, Mode
+from ruuhka.contract import CameraStatus
 
 TOL = 30
 PROBE = 48
+MIN_AMPLITUDE = 16
 CELL = 8
 WINDOW = 5
 MIN_PERSON_PX = 64
@@ -237,24 +239,36 @@ def resembles(published: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return windowed(distance(published, reference)) <= TOL
 
 
-def follows(published: np.ndarray, probed: np.ndarray | None) -> np.ndarray:
-    """Where the published picture changed with the checker; everywhere when the
-    checkered run published nothing (then resemblance alone decides)."""
+def amplitude(image: np.ndarray) -> np.ndarray:
+    """How far each pixel can move both ways without clipping, at most PROBE."""
+    values = image.astype(np.int16)
+    room = np.minimum(values, 255 - values).min(axis=-1)
+    return np.minimum(room, PROBE)
+
+
+def follows(image: np.ndarray, published: np.ndarray, probed: np.ndarray | None) -> np.ndarray:
+    """Where the published picture moved by at least half the checker added there.
+    A pixel too near black or white to carry a checker goes with the pixels around
+    it that do (a 9x9 window); with none of those, or when the checkered run
+    published nothing, resemblance alone decides."""
     if probed is None:
         return np.ones(published.shape[:2], bool)
-    return windowed(distance(published, probed)) >= PROBE // 2
+    room = amplitude(at_size(image, published.shape[:2]))
+    ratio = 100 * distance(published, probed) // np.maximum(room, 1)
+    carries = room >= MIN_AMPLITUDE
+    moved = (windowed(ratio) >= 50) & carries
+    around = cv2.blur(carries.astype(np.float32), (9, 9))
+    share = cv2.blur(moved.astype(np.float32), (9, 9)) / np.maximum(around, 1e-6)
+    return np.where(carries, moved, (around == 0) | (share >= 0.5))
 
 
 def checkered(image: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """The image with +-PROBE in CELL-pixel checks at ``where``, turned round
-    where it would clip, so that a region's mean hardly moves."""
+    """The image with CELL-pixel checks of +-amplitude at ``where``: symmetric and
+    never clipped, so that the mean of a region hardly moves."""
     rows, cols = np.indices(image.shape[:2])
-    sign = np.where((rows // CELL + cols // CELL) % 2 == 0, 1, -1)[..., None]
-    values = image.astype(np.int16)
-    step = sign * PROBE
-    step = np.where((values + step > 255) | (values + step < 0), -step, step)
-    out = np.where(where[..., None], values + step, values)
-    return out.astype(np.uint8)
+    sign = np.where((rows // CELL + cols // CELL) % 2 == 0, 1, -1)
+    step = np.where(where, sign * amplitude(image), 0)[..., None]
+    return (image.astype(np.int16) + step).astype(np.uint8)
 
 
 # -- detectors run once, replayed for the other runs ---------------------------
@@ -283,7 +297,7 @@ class Replay:
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         if self.recorder.last is None:
-            raise RuntimeError("nothing to replay")
+            raise FailClosed(CameraStatus.ERROR, "the measured run stopped before its detectors")
         return self.recorder.last.copy()
 
 
@@ -294,11 +308,12 @@ class Runs:
 
     modes: tuple[Mode, ...]
     base: AnonymiserConfig = field(default_factory=AnonymiserConfig)
+    probes: int = 1
     clock: list[float] = field(default_factory=lambda: [0.0])
 
     def __post_init__(self) -> None:
         self.main: dict[Mode, Anonymiser] = {}
-        self.twin: dict[Mode, Anonymiser] = {}
+        self.twins: dict[Mode, list[Anonymiser]] = {}
         self.recorders: list[Recorder] = []
         self.detector_seconds = 0.0
         for mode in self.modes:
@@ -312,7 +327,7 @@ class Runs:
                 self.main[mode] = first
             else:
                 self.main[mode] = self.replaying(config, first)
-            self.twin[mode] = self.replaying(config, first)
+            self.twins[mode] = [self.replaying(config, first) for _ in range(self.probes)]
 
     def now(self) -> float:
         return self.clock[0]
@@ -330,10 +345,10 @@ class Runs:
         return Anonymiser(config, persons=persons, faces=faces, clock=self.now)
 
     def publish(
-        self, image: np.ndarray, probe: np.ndarray, fresh: bool
-    ) -> dict[Mode, tuple[Outcome, Outcome, float]]:
-        """Each mode's outcome, its twin's, and the seconds the mode's own frame took
-        (detectors included, whichever run called them)."""
+        self, image: np.ndarray, probes: list[np.ndarray], fresh: bool
+    ) -> dict[Mode, tuple[Outcome, list[Outcome], float]]:
+        """Each mode's outcome, its twins' (one per checkered input), and the seconds
+        the mode's own frame took (detectors included, whichever run called them)."""
         for recorder in self.recorders:
             recorder.last = None
         out = {}
@@ -341,7 +356,8 @@ class Runs:
             before = sum(r.seconds for r in self.recorders)
             if fresh:
                 self.main[mode].reset()
-                self.twin[mode].reset()
+                for twin in self.twins[mode]:
+                    twin.reset()
             started = time.perf_counter()
             outcome = self.main[mode].process(image)
             seconds = time.perf_counter() - started
@@ -349,7 +365,8 @@ class Runs:
                 seconds += self.detector_seconds
             else:
                 self.detector_seconds = sum(r.seconds for r in self.recorders) - before
-            out[mode] = (outcome, self.twin[mode].process(probe), seconds)
+            twins = [t.process(p) for t, p in zip(self.twins[mode], probes, strict=True)]
+            out[mode] = (outcome, twins, seconds)
         return out
 
 
@@ -379,7 +396,7 @@ def score_still(
     person: np.ndarray,
     people: list[np.ndarray],
     published: np.ndarray | None,
-    probed: np.ndarray | None,
+    probed: tuple[np.ndarray | None, np.ndarray | None],
     quality: int,
 ) -> StillScore:
     """What one published photograph hides of its people and keeps of the rest."""
@@ -389,7 +406,10 @@ def score_still(
         return StillScore(name, total, total, 0, int((~person).sum()), sizes, False, 0.0, 0)
     shape = published.shape[:2]
     person = mask_at_size(person, shape)
-    shown = resembles(published, as_published(image, shape, quality)) & follows(published, probed)
+    alike = resembles(published, as_published(image, shape, quality))
+    # The person's checker tells whether the person shows, the rest's whether the rest does.
+    shown = alike & follows(image, published, probed[0])
+    kept = alike & follows(image, published, probed[1])
     sizes = []
     for one in people:
         one = mask_at_size(one, shape)
@@ -398,7 +418,7 @@ def score_still(
         name,
         hidden=int((person & ~shown).sum()),
         person=int(person.sum()),
-        kept=int((~person & shown).sum()),
+        kept=int((~person & kept).sum()),
         free=int((~person).sum()),
         people=sizes,
         published=True,
@@ -416,7 +436,7 @@ def stills(
 ) -> dict[Mode, list[StillScore]]:
     """Each photograph alone through the whole path: no calibration, no history."""
     single = (base or AnonymiserConfig()).model_copy(update={"calibration_frames": 0})
-    runs = Runs(modes, single)
+    runs = Runs(modes, single, probes=2)
     scores: dict[Mode, list[StillScore]] = {mode: [] for mode in modes}
     items = pairs(dataset, variant.half)
     for image_path, mask_path in items[: limit or None]:
@@ -425,12 +445,18 @@ def stills(
         boxes = dataset / "person-boxes" / (image_path.stem + ".txt")
         people = [variant.geometry(p) for p in people_in(original, boxes)]
         image = variant.picture(cv2.imread(str(image_path), cv2.IMREAD_COLOR))
-        everywhere = np.ones(image.shape[:2], bool)
-        published = runs.publish(image, checkered(image, everywhere), fresh=True)
-        for mode, (outcome, twin, seconds) in published.items():
+        probes = [checkered(image, person), checkered(image, ~person)]
+        published = runs.publish(image, probes, fresh=True)
+        for mode, (outcome, twins, seconds) in published.items():
             quality = runs.main[mode].config.jpeg_quality
             score = score_still(
-                image_path.name, image, person, people, decode(outcome), decode(twin), quality
+                image_path.name,
+                image,
+                person,
+                people,
+                decode(outcome),
+                (decode(twins[0]), decode(twins[1])),
+                quality,
             )
             score.seconds, score.pixels = seconds, image.shape[0] * image.shape[1]
             scores[mode].append(score)
@@ -621,7 +647,7 @@ class SceneScorer:
     def __init__(self, background: np.ndarray, quality: int) -> None:
         self.background = background
         self.quality = quality
-        self.history: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.history: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
         self._known: set[bytes] = set()
 
     def remember(self, image: np.ndarray, seen: dict[int, np.ndarray]) -> None:
@@ -629,13 +655,14 @@ class SceneScorer:
         they would look published (so that JPEG noise does not hide a ghost)."""
         distinct = distance(image, self.background) > TOL
         looks = as_published(image, image.shape[:2], self.quality).reshape(-1, 3)
+        room = amplitude(image).reshape(-1)
         for actor, mask in seen.items():
             where = np.flatnonzero(mask & distinct)
             colours = looks[where]
             key = hashlib.sha256(where.tobytes() + colours.tobytes()).digest()
             if where.size and key not in self._known:
                 self._known.add(key)
-                self.history.append((actor, where, colours))
+                self.history.append((actor, where, colours, room[where]))
 
     def score(
         self,
@@ -648,7 +675,7 @@ class SceneScorer:
         frame = at_size(image, shape)
         background = at_size(self.background, shape)
         distinct = distance(frame, background) > TOL
-        moved = follows(published, probed)
+        moved = follows(image, published, probed)
         to_frame, to_background = distance(published, frame), distance(published, background)
         shows = (
             resembles(published, as_published(image, shape, self.quality))
@@ -662,7 +689,8 @@ class SceneScorer:
             person |= mask_at_size(mask, shape)
             by_actor[actor] = (int((mine & ~shows).sum()), int(mine.sum()))
         counted = person & distinct
-        ghosts = self._ghosts(published, background, person, moved)
+        change = None if probed is None else distance(published, probed)
+        ghosts = self._ghosts(published, background, person, change)
         for actor, count in ghosts.items():
             hidden, total = by_actor.get(actor, (0, 0))
             by_actor[actor] = (hidden, total + count)
@@ -678,23 +706,29 @@ class SceneScorer:
         )
 
     def _ghosts(
-        self, published: np.ndarray, background: np.ndarray, person: np.ndarray, moved: np.ndarray
+        self,
+        published: np.ndarray,
+        background: np.ndarray,
+        person: np.ndarray,
+        change: np.ndarray | None,
     ) -> dict[int, int]:
         """Pixels where nobody is now that show someone who was there before, per actor
-        (each pixel once)."""
+        (each pixel once); following means moving by half that person's checker."""
         if published.shape[:2] != self.background.shape[:2]:
             raise ValueError("the scene is published at its own size")
         flat = published.reshape(-1, 3)
-        free = (~person & moved).reshape(-1)
+        free = (~person).reshape(-1)
+        moved = None if change is None else change.reshape(-1)
         back = background.reshape(-1, 3)
         taken = np.zeros(free.size, bool)
         out: dict[int, int] = {}
-        for actor, where, colours in self.history:
+        for actor, where, colours, room in self.history:
             shown = flat[where]
             near = distance(shown, colours)
-            leak = (
-                free[where] & ~taken[where] & (near <= TOL) & (near < distance(shown, back[where]))
-            )
+            leak = free[where] & ~taken[where] & (near <= TOL)
+            leak &= near < distance(shown, back[where])
+            if moved is not None:
+                leak &= (2 * moved[where] >= room) | (room < MIN_AMPLITUDE)
             if leak.any():
                 taken[where[leak]] = True
                 out[actor] = out.get(actor, 0) + int(leak.sum())
@@ -726,15 +760,15 @@ def scene(
         person = np.zeros(image.shape[:2], bool)
         for mask in seen.values():
             person |= mask
-        published = runs.publish(image, checkered(image, person), fresh=False)
-        for mode, (outcome, twin, seconds) in published.items():
+        published = runs.publish(image, [checkered(image, person)], fresh=False)
+        for mode, (outcome, twins, seconds) in published.items():
             result = results[mode]
             result.statuses[outcome.status.value] = result.statuses.get(outcome.status.value, 0) + 1
             result.seconds += seconds
             result.count += 1
             shown = decode(outcome)
             if shown is not None:
-                result.frames.append(scorers[mode].score(image, seen, shown, decode(twin)))
+                result.frames.append(scorers[mode].score(image, seen, shown, decode(twins[0])))
             scorers[mode].remember(image, seen)
     return results
 

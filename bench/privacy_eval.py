@@ -14,17 +14,21 @@ is brought to the published picture's size. A pixel of the published picture
   published size and quality, is at most TOL (JPEG noise alone exceeds TOL at
   3 % of the pixels of a photograph; the window and the encoded reference keep
   it from passing for hiding);
-- it follows it: the same input is published a second time with a +-PROBE
-  checker pattern added where the evaluation asks (the detectors' boxes of the
-  first run are replayed, so both runs hide the same regions), and the two
-  published pixels differ by at least PROBE / 2. A flat fill or a pixelated
-  block that happens to have the colour of the person under it (6-9 % of the
-  hidden person pixels of people-dev) does not follow the person, so it is not
-  counted as showing them; a pixel left unmasked does.
+- it follows it: the same input is published again with a checker added (CELL
+  pixel checks, +-PROBE or as much as the pixel has room for without clipping,
+  so a region's mean hardly moves; the detectors' boxes of the first run are
+  replayed, so every run hides the same regions), and the published pixel moves
+  by at least half the checker there. A flat fill or a pixelated block that
+  happens to have the colour of the person under it (6-9 % of the hidden person
+  pixels of people-dev) does not follow the person, so it does not show them; a
+  pixel left unmasked does. A pixel within MIN_AMPLITUDE of black or white goes
+  with the pixels around it that carry a checker.
 
 Stills (default): each photograph alone (no motion, no hold, no calibration),
-in ``pixelate`` and ``fill`` mode, the checker over the whole picture. Recall =
-person pixels not shown / person pixels; utility = non-person pixels shown /
+in ``pixelate`` and ``fill`` mode, one checker on the people and one on the
+rest (so that a hidden person pixel blurred with the background next to it is
+not taken to show the person). Recall = person pixels not shown / person
+pixels; utility = non-person pixels shown /
 non-person pixels. A picture the anonymiser refuses to publish hides everyone
 and keeps nothing. Per person (the person mask inside each person box, people
 of at least MIN_PERSON_PX published pixels): the worst person. Per image: those

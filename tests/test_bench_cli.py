@@ -63,6 +63,31 @@ def test_privacy_stills_run_on_mirrored_and_scaled_copies(tmp_path: Path) -> Non
     assert refused.returncode == 2 and "--scale" in refused.stderr
 
 
+def test_privacy_variants_refuse_values_out_of_range(tmp_path: Path) -> None:
+    one_photograph(tmp_path)
+    for option, value in (("--light", "0"), ("--jpeg-quality", "1"), ("--half", "3")):
+        refused = run("privacy", "--dataset", str(tmp_path), option, value)
+        assert refused.returncode == 2 and option in refused.stderr, option
+
+
+def test_privacy_all_variants_print_one_table(tmp_path: Path) -> None:
+    one_photograph(tmp_path)
+    # A people-free picture for the scene's background; the block above walks in it.
+    cv2.imwrite(str(tmp_path / "images" / "0.jpg"), np.full((240, 320, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "person-masks" / "0.png"), np.zeros((240, 320), np.uint8))
+    result = run("privacy", "--dataset", str(tmp_path), "--all-variants", "--frames", "12")
+    assert result.returncode == 1, result.stderr
+    table = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(table) if line.startswith("variant"))
+    rows = [(line[:24].strip(), line[25:35].strip()) for line in table[start + 1 : start + 19]]
+    assert [variant for variant, _ in rows[::2]] == [
+        "people-dev", "--half 1", "--half 2", "--flip", "--scale 0.75", "--scale 0.5",
+        "--light 0.5", "--jpeg-quality 40", "scene",
+    ]  # fmt: skip
+    assert [mode for _, mode in rows] == ["pixelate", "fill"] * 8 + ["background", "pixelate"]
+    assert "ms/720p" in table[start] and "worst person" in table[start]
+
+
 def test_the_forecast_goals_judge_the_pooled_errors() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from forecast_eval import Errors, Result, goals

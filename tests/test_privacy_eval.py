@@ -1,0 +1,262 @@
+"""The privacy evaluation scores what the anonymiser publishes, not what it meant to hide.
+
+Everything runs through the real :class:`Anonymiser` on small synthetic pictures,
+with the learned detectors off so that what is hidden is set by privacy polygons
+(stills) or by nothing at all (a scene whose background learns everyone).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import privacy_eval as pe
+
+from edge.camera_config import AnonymiserConfig, Mode
+
+W, H = 256, 192
+BLIND = {"person_detector": False, "face_detector": False, "calibration_frames": 0}
+
+
+def textured(seed: int, low: int = 30, high: int = 225) -> np.ndarray:
+    """A picture with detail at every scale, like a photograph."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(low, high, (H // 8, W // 8, 3), dtype=np.uint8)
+    fine = rng.integers(-25, 25, (H, W, 3))
+    big = np.kron(coarse, np.ones((8, 8, 1), np.uint8)).astype(int)
+    return np.clip(big + fine, 0, 255).astype(np.uint8)
+
+
+def person_mask() -> np.ndarray:
+    person = np.zeros((H, W), bool)
+    person[40:170, 100:150] = True
+    return person
+
+
+def publish_still(
+    image: np.ndarray, person: np.ndarray, mode: Mode, **config: object
+) -> pe.StillScore:
+    """One photograph through Runs (the measured run and its checkered twin), scored."""
+    runs = pe.Runs((mode,), AnonymiserConfig(**(BLIND | config)), probes=2)
+    probes = [pe.checkered(image, person), pe.checkered(image, ~person)]
+    outcome, twins, _ = runs.publish(image, probes, True)[mode]
+    assert outcome.ok, outcome.detail
+    quality = runs.main[mode].config.jpeg_quality
+    probed = (pe.decode(twins[0]), pe.decode(twins[1]))
+    return pe.score_still("x.jpg", image, person, [person], pe.decode(outcome), probed, quality)
+
+
+# Privacy polygons as fractions: the whole person box, and its left half.
+WHOLE = [(100 / W, 40 / H), (150 / W, 40 / H), (150 / W, 170 / H), (100 / W, 170 / H)]
+LEFT = [(100 / W, 40 / H), (125 / W, 40 / H), (125 / W, 170 / H), (100 / W, 170 / H)]
+
+
+@pytest.mark.parametrize("mode", [Mode.PIXELATE, Mode.FILL])
+def test_a_person_the_published_picture_shows_is_not_hidden(mode: Mode) -> None:
+    shown = publish_still(textured(1), person_mask(), mode)
+    assert shown.recall is not None and shown.recall < 0.02
+    assert shown.kept / shown.free > 0.97
+
+
+@pytest.mark.parametrize("mode", [Mode.PIXELATE, Mode.FILL])
+def test_a_person_under_a_polygon_is_hidden_and_the_rest_kept(mode: Mode) -> None:
+    hidden = publish_still(textured(1), person_mask(), mode, privacy_polygons=[WHOLE])
+    assert hidden.recall is not None and hidden.recall > 0.98
+    assert hidden.kept / hidden.free > 0.95
+
+
+def test_half_a_person_shown_scores_about_half() -> None:
+    half = publish_still(textured(1), person_mask(), Mode.FILL, privacy_polygons=[LEFT])
+    assert half.recall is not None and 0.4 < half.recall < 0.6
+
+
+@pytest.mark.parametrize("mode", [Mode.PIXELATE, Mode.FILL])
+def test_a_hidden_person_in_the_colour_of_the_fill_still_counts_as_hidden(mode: Mode) -> None:
+    # Pixelate paints a region its mean, fill paints it grey: a person already of
+    # that flat colour resembles the published pixels, but does not follow them.
+    image = textured(2)
+    person = person_mask()
+    region = np.zeros((H, W), bool)
+    region[40:171, 100:151] = True
+    image[person] = 128
+    image[region & ~person] = 128
+    hidden = publish_still(image, person, mode, privacy_polygons=[WHOLE])
+    assert hidden.recall is not None and hidden.recall > 0.98
+
+
+@pytest.mark.parametrize("mode", [Mode.PIXELATE, Mode.FILL])
+def test_a_dark_person_is_judged_like_a_bright_one(mode: Mode) -> None:
+    # Near black the checker has little room; it must neither push a pixelated
+    # block's mean (hidden) nor miss a person left as they are (shown).
+    image = textured(1, 10, 70)
+    person = person_mask()
+    hidden = publish_still(image, person, mode, privacy_polygons=[WHOLE])
+    shown = publish_still(image, person, mode)
+    assert hidden.recall is not None and hidden.recall > 0.98
+    assert shown.recall is not None and shown.recall < 0.05
+
+
+def test_the_ground_truth_follows_a_smaller_published_picture() -> None:
+    shown = publish_still(textured(1), person_mask(), Mode.FILL, max_width=128)
+    hidden = publish_still(
+        textured(1), person_mask(), Mode.FILL, max_width=128, privacy_polygons=[WHOLE]
+    )
+    assert shown.person == hidden.person == (130 // 2) * (50 // 2)
+    assert shown.recall is not None and shown.recall < 0.05
+    assert hidden.recall is not None and hidden.recall > 0.95
+
+
+def test_a_picture_not_published_hides_everyone_and_keeps_nothing() -> None:
+    dark = textured(1, 0, 20)
+    runs = pe.Runs((Mode.FILL,), AnonymiserConfig(**BLIND))
+    outcome, twins, _ = runs.publish(dark, [dark], True)[Mode.FILL]
+    assert not outcome.ok and pe.decode(outcome) is None
+    probed = (pe.decode(twins[0]), None)
+    score = pe.score_still(
+        "x.jpg", dark, person_mask(), [person_mask()], pe.decode(outcome), probed, 75
+    )
+    assert score.recall == 1.0 and score.kept == 0 and not score.published
+
+
+def scores_for(recalls: list[float], worst_person: float = 1.0) -> list[pe.StillScore]:
+    out = []
+    for index, recall in enumerate(recalls):
+        people = [(round(100 * recall), 100), (round(100 * worst_person), 100)]
+        out.append(
+            pe.StillScore(f"{index}.jpg", round(1000 * recall), 1000, 900, 1000, people, True, 0, 1)
+        )
+    return out
+
+
+def test_the_stills_goals_count_images_below_half_and_below_nine_tenths() -> None:
+    assert pe.still_row("v", Mode.FILL, scores_for([1.0] * 200 + [0.85] * 2)).met
+    three = pe.still_row("v", Mode.FILL, scores_for([1.0] * 200 + [0.85] * 3))
+    assert [goal for goal, ok in three.goals if not ok] == ["<= 2 images below 0.9"]
+    one = pe.still_row("v", Mode.FILL, scores_for([1.0] * 500 + [0.4]))
+    assert [goal for goal, ok in one.goals if not ok] == ["no image below 0.5"]
+
+
+def test_the_worst_person_is_reported_even_when_the_totals_look_fine() -> None:
+    row = pe.still_row("v", Mode.FILL, scores_for([1.0] * 10, worst_person=0.2))
+    assert row.worst_person.startswith("0.200")
+    assert row.recall == 1.0
+
+
+def test_the_halves_split_the_set_by_name_and_cover_it(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "person-masks").mkdir()
+    for index in range(12):
+        (tmp_path / "images" / f"{index:03d}.jpg").write_bytes(b"")
+        (tmp_path / "person-masks" / f"{index:03d}.png").write_bytes(b"")
+    everything = pe.pairs(tmp_path)
+    first, second = pe.pairs(tmp_path, 1), pe.pairs(tmp_path, 2)
+    assert sorted(first + second) == everything and first and second
+    assert not set(first) & set(second)
+    assert first == pe.pairs(tmp_path, 1)
+
+
+def test_each_person_box_is_a_person(tmp_path: Path) -> None:
+    person = np.zeros((100, 200), bool)
+    person[10:90, 20:60] = True
+    person[10:90, 120:180] = True
+    boxes = tmp_path / "x.txt"
+    boxes.write_text("0 0.2 0.5 0.2 0.8\n5 0.75 0.5 0.1 0.2\n0 0.75 0.5 0.3 0.8\n")
+    people = pe.people_in(person, boxes)
+    assert [int(p.sum()) for p in people] == [40 * 80, 60 * 80]
+    assert len(pe.people_in(person, tmp_path / "none.txt")) == 2
+
+
+# -- the scene: a person the background learned, who then leaves ----------------
+
+SCENE = {
+    "person_detector": False,
+    "face_detector": False,
+    "foreground": False,
+    "calibration_frames": 2,
+    "min_seen": 1,
+    "max_width": 256,
+}
+
+
+def run_scene(
+    mode: Mode, stay: int, frames: int, actor: np.ndarray | None = None, **config: object
+) -> list[tuple[int, pe.FrameScore]]:
+    """A person stands still for ``stay`` frames and then leaves; every published
+    frame is scored."""
+    background = textured(3)
+    person = person_mask()
+    actor = textured(4, 0, 60) if actor is None else actor
+    runs = pe.Runs((mode,), AnonymiserConfig(**(SCENE | config)))
+    scorer = pe.SceneScorer(background, 75)
+    out = []
+    for index in range(frames):
+        runs.clock[0] += 2.0
+        image = background.copy()
+        seen = {}
+        if index < stay:
+            image[person] = actor[person]
+            seen = {0: person}
+        where = person if seen else np.zeros((H, W), bool)
+        outcome, twins, _ = runs.publish(image, [pe.checkered(image, where)], False)[mode]
+        shown = pe.decode(outcome)
+        if shown is not None:
+            out.append((index, scorer.score(image, seen, shown, pe.decode(twins[0]))))
+        scorer.remember(image, seen)
+    return out
+
+
+def test_a_ghost_in_the_published_background_is_a_leak() -> None:
+    # Nothing tells this anonymiser about the person: its background learns them,
+    # and shows them after they have gone.
+    scores = dict(run_scene(Mode.BACKGROUND, stay=6, frames=8))
+    gone = scores[6]
+    assert gone.person == 0
+    distinct = person_mask() & (pe.distance(textured(4, 0, 60), textured(3)) > pe.TOL)
+    assert gone.ghost > 0.8 * distinct.sum()
+    assert gone.recall is not None and gone.recall < 0.1
+    assert gone.by_actor[0][1] == gone.ghost
+    while_there = scores[5]
+    # A dark, finely textured person: about a tenth of their pixels lose the checker.
+    assert while_there.recall is not None and while_there.recall < 0.1
+
+
+def test_a_person_hidden_and_never_learned_leaves_no_ghost() -> None:
+    scores = dict(run_scene(Mode.BACKGROUND, stay=6, frames=8, privacy_polygons=[WHOLE]))
+    assert scores[5].recall is not None and scores[5].recall > 0.98
+    assert scores[6].ghost == 0 and scores[6].recall is None
+    # The polygon stays grey: everything else is the background as it is.
+    assert scores[6].kept > 0.97 * (scores[6].free - person_mask().sum())
+
+
+def test_a_person_in_the_colour_of_the_scene_fill_counts_as_hidden() -> None:
+    grey = np.full((H, W, 3), 128, np.uint8)
+    scores = dict(run_scene(Mode.FILL, 6, 8, actor=grey, privacy_polygons=[WHOLE]))
+    assert all(scores[i].recall is not None and scores[i].recall > 0.98 for i in range(2, 6))
+    # After they leave, the grey polygon looks like them but shows nobody: no ghost.
+    assert scores[6].ghost == scores[7].ghost == 0
+
+
+def test_a_published_true_background_hides_a_person_faintly_unlike_it() -> None:
+    background = np.full((H, W, 3), 90, np.uint8)
+    background[:, ::2] = 100
+    image = background.copy()
+    image[person_mask()] += 32
+    scorer = pe.SceneScorer(background, 75)
+    shown = pe.as_published(background, (H, W), 75)
+    score = scorer.score(image, {0: person_mask()}, shown, None)
+    assert score.recall is not None and score.recall > 0.95
+
+
+def test_the_scene_row_takes_the_ghosts_into_recall_and_worst_frame() -> None:
+    scores = dict(run_scene(Mode.BACKGROUND, 6, 8))
+    # Only frames after the person left: nobody to hide, and still a leak.
+    result = pe.SceneResult(frames=[scores[6], scores[7]], count=2)
+    row = pe.scene_row(Mode.BACKGROUND, result)
+    assert row.recall < 0.1
+    assert row.worst.startswith("0.0")
+    assert not row.met

@@ -46,6 +46,11 @@ def test_too_few_people_or_people_far_apart_make_no_crowd() -> None:
     assert crowd_regions(people([100, 125, 150], 150), W, H) == []
     assert crowd_regions(people([100, 125, 150, 175], 150), W, H, min_people=0) == []
     assert crowd_regions(people([20, 170, 320, 470], 150), W, H) == []  # 5 heights apart
+    column = np.concatenate([people([100], y) for y in (20, 120, 220, 320)])
+    assert crowd_regions(column, W, H) == []  # one above the other, far apart
+    # Neighbours are at most half a height apart: 12 px gaps are, 22 px gaps are not.
+    assert len(crowd_regions(people([100, 127, 154, 181], 150), W, H)) == 1
+    assert crowd_regions(people([100, 137, 174, 211], 150), W, H) == []
 
 
 def test_one_person_seen_many_times_is_one_person() -> None:
@@ -58,8 +63,10 @@ def test_only_small_people_of_a_similar_size_form_a_crowd() -> None:
     tall = people([100, 160, 220, 280], 100, height=120)  # a third of the picture each
     assert crowd_regions(tall, W, H) == []
     assert len(crowd_regions(tall, W, H, max_height=0.4)) == 1
-    mixed = np.concatenate([people([100, 150], 150, height=30), people([125, 175], 120, height=70)])
-    assert crowd_regions(mixed, W, H) == []  # near and far people are not one crowd
+    # 20 and 50 px tall, 5 px apart: near and far people are not one crowd.
+    mixed = np.concatenate([people([100, 150], 150, height=20), people([115, 165], 130, height=50)])
+    assert crowd_regions(mixed, W, H) == []
+    assert len(crowd_regions(mixed[2:], W, H, min_people=2)) == 1  # the two 50 px ones are
 
 
 def test_two_groups_are_two_regions_and_a_lone_person_is_left_alone() -> None:
@@ -75,6 +82,8 @@ def test_a_crowd_near_the_picture_edge_reaches_the_edge() -> None:
     """A stand cut by the picture edge goes on beyond it: the region is pushed out."""
     near_top = crowd_regions(people([100, 125, 150, 175], 20), W, H)
     assert near_top and min(int(r[:, 0, 1].min()) for r in near_top) == 0
+    near_left = crowd_regions(people([20, 45, 70, 95], 150), W, H)
+    assert near_left and min(int(r[:, 0, 0].min()) for r in near_left) == 0
     near_right = crowd_regions(people([525, 550, 575, 600], 150), W, H)
     assert near_right and max(int(r[:, 0, 0].max()) for r in near_right) == W
     middle = crowd_regions(people([100, 125, 150, 175], 150), W, H)

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from edge.camera_config import AnonymiserConfig, Mode
+from edge.detectors import crowd_regions
 from ruuhka.contract import CameraStatus
 
 log = logging.getLogger("ruuhka.anonymise")
@@ -129,14 +130,7 @@ class Anonymiser:
         if persons is None and config.person_detector:
             from edge.detectors import PersonDetector
 
-            persons = PersonDetector(
-                threshold=config.person_threshold,
-                tile_threshold=config.tile_threshold,
-                tile_sides=tuple(config.tile_sides),
-                zooms=tuple(config.zooms),
-                candidate_threshold=config.candidate_threshold,
-                max_candidates=config.max_candidates,
-            )
+            persons = PersonDetector.from_config(config)
         if faces is None and config.face_detector:
             from edge.detectors import FaceDetector
 
@@ -195,9 +189,10 @@ class Anonymiser:
         no hold): the part of the pipeline that a still picture can measure."""
         c = self.config
         mask = np.zeros(frame.shape[:2], np.uint8)
-        for detector in (self.persons, self.faces):
-            if detector is not None:
-                _fill_boxes(mask, detector.detect(frame), c.margin, c.margin_px)
+        if self.persons is not None:
+            _fill_people(mask, self.persons.detect(frame), c)
+        if self.faces is not None:
+            _fill_boxes(mask, self.faces.detect(frame), c.margin, c.margin_px)
         hidden = mask.astype(bool)
         if c.privacy_polygons:
             hidden |= polygon_mask(frame.shape[:2], c.privacy_polygons)
@@ -224,8 +219,8 @@ class Anonymiser:
         persons = self.persons.detect(frame) if self.persons is not None else _no_boxes()
         faces = self.faces.detect(frame) if self.faces is not None else _no_boxes()
         fresh = np.zeros((height, width), np.uint8)
-        for boxes in (persons, faces):
-            _fill_boxes(fresh, boxes, c.margin, c.margin_px)
+        _fill_people(fresh, persons, c)
+        _fill_boxes(fresh, faces, c.margin, c.margin_px)
         if foreground is not None:
             fresh |= foreground
         assert self._last_seen is not None and self._last_frame is not None
@@ -496,6 +491,17 @@ def _fill_boxes(mask: np.ndarray, boxes: np.ndarray, margin: float, margin_px: i
             1,
             -1,
         )
+
+
+def _fill_people(mask: np.ndarray, boxes: np.ndarray, c: AnonymiserConfig) -> None:
+    """Person boxes with their margin, and each crowd they form as one region."""
+    _fill_boxes(mask, boxes, c.margin, c.margin_px)
+    height, width = mask.shape
+    regions = crowd_regions(
+        boxes, width, height, c.crowd_min_people, c.crowd_max_height, c.crowd_grow
+    )
+    if regions:
+        cv2.fillPoly(mask, regions, 1)
 
 
 def _hide(frame: np.ndarray, mask: np.ndarray, mode: Mode) -> np.ndarray:

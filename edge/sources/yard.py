@@ -79,15 +79,7 @@ def build_yard_camera(config: YardCameraConfig, seed: int | None = None) -> Sour
     if config.person_detector:
         from edge.detectors import PersonDetector
 
-        a = config.anonymiser
-        real = PersonDetector(
-            threshold=a.person_threshold,
-            tile_threshold=a.tile_threshold,
-            tile_sides=tuple(a.tile_sides),
-            zooms=tuple(a.zooms),
-            candidate_threshold=a.candidate_threshold,
-            max_candidates=a.max_candidates,
-        )
+        real = PersonDetector.from_config(config.anonymiser)
     persons = TruthDetector(scene, real, config.anonymiser.count_threshold)
     camera = CameraConfig(
         camera=config.camera,

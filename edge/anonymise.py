@@ -184,20 +184,6 @@ class Anonymiser:
             )
         return outcome
 
-    def still_mask(self, frame: np.ndarray) -> np.ndarray:
-        """What the detectors and polygons hide in a single photograph (no motion,
-        no hold): the part of the pipeline that a still picture can measure."""
-        c = self.config
-        mask = np.zeros(frame.shape[:2], np.uint8)
-        if self.persons is not None:
-            _fill_people(mask, self.persons.detect(frame), c)
-        if self.faces is not None:
-            _fill_boxes(mask, self.faces.detect(frame), c.margin, c.margin_px)
-        hidden = mask.astype(bool)
-        if c.privacy_polygons:
-            hidden |= polygon_mask(frame.shape[:2], c.privacy_polygons)
-        return hidden
-
     # -- stages --------------------------------------------------------------
 
     def _process(self, frame: np.ndarray, now: float) -> Outcome:

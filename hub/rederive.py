@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 from time import monotonic
 
 from hub.config import Facility, HubSettings
-from hub.state import FacilityDeriver, Tracker
+from hub.state import FacilityDeriver, Tracker, local_midnight
 from hub.store import (
     EARLIEST,
     Checkpoint,
@@ -37,8 +37,7 @@ from ruuhka.contract import Quality, Reading, Stream, parse_payload
 
 def day_start(facility: Facility, when: datetime) -> datetime:
     """Midnight of the facility's local day that ``when`` falls in, in UTC."""
-    local = when.astimezone(facility.zone)
-    return datetime.combine(local.date(), time(), facility.zone).astimezone(UTC)
+    return local_midnight(facility, when.astimezone(facility.zone).date())
 
 
 def is_late(deriver: FacilityDeriver, when: datetime) -> bool:

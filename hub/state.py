@@ -8,7 +8,7 @@ records the readings: the derived state and the readings never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from hub.config import WEEKDAYS, Facility, parse_hours
@@ -66,6 +66,11 @@ class Tracker:
         )
 
 
+def local_midnight(facility: Facility, day: date) -> datetime:
+    """The start of the facility's local ``day``, in UTC."""
+    return datetime.combine(day, time(), facility.zone).astimezone(UTC)
+
+
 def is_open(facility: Facility, when: datetime) -> bool | None:
     """Open at ``when`` by the configured hours; None when hours are not configured."""
     if not facility.opening_hours:
@@ -93,10 +98,9 @@ class FacilityDeriver:
         """Local midnight of the day ``when`` falls in (in UTC), and that day's date."""
         day = self._day
         if day is None or not day[0] <= when < day[1]:
-            zone = self.facility.zone
-            local = when.astimezone(zone).date()
-            start = datetime.combine(local, time(), zone).astimezone(UTC)
-            end = datetime.combine(local + timedelta(days=1), time(), zone).astimezone(UTC)
+            local = when.astimezone(self.facility.zone).date()
+            start = local_midnight(self.facility, local)
+            end = local_midnight(self.facility, local + timedelta(days=1))
             day = self._day = (start, end, local.isoformat())
         return day[0], day[2]
 

@@ -154,10 +154,7 @@ class Profile:
     level: float = 1.0
 
     def for_day(self, day: date, holiday: bool) -> Day:
-        curve = self.shape(day, holiday)
-        if self.level == 1.0:
-            return curve
-        return [None if v is None else v * self.level for v in curve]
+        return _scaled(self.shape(day, holiday), self.level)
 
     def shape(self, day: date, holiday: bool) -> Day:
         """The learned curve for the day, before the recent level."""
@@ -200,16 +197,19 @@ def learn_profile(
     levels = [(d, a, p, recent_level(p, days, is_holiday, d)) for d, a, p in tests[best]]
 
     def with_weight(weight: float) -> float:
-        total = 0.0
-        for day, actual, learned, level in levels:
-            learned.level = 1.0 + weight * (level - 1.0)
-            total += _error(actual, learned.for_day(day, is_holiday(day)))
-        return total
+        return sum(
+            _error(actual, _scaled(learned.shape(day, is_holiday(day)), 1 + weight * (level - 1)))
+            for day, actual, learned, level in levels
+        )
 
     weight = min(RECENT_WEIGHTS, key=with_weight)
     profile = _learn(days, is_holiday, until, weeks, best)
     profile.level = 1.0 + weight * (recent_level(profile, days, is_holiday, until) - 1.0)
     return profile
+
+
+def _scaled(curve: Day, level: float) -> Day:
+    return curve if level == 1.0 else [None if v is None else v * level for v in curve]
 
 
 def _error(actual: Day, curve: Day) -> float:

@@ -27,7 +27,7 @@ from hub.config import HubSettings
 from hub.ingest import Ingest, Message
 from hub.metrics import Metrics
 from hub.store.sqlite import SQLiteStore
-from ruuhka.broker import Broker, free_port, start_broker
+from ruuhka.broker import Broker, free_port, free_ports, start_broker
 from ruuhka.broker_access import (
     MosquittoConfig,
     find_plugin,
@@ -261,7 +261,7 @@ def production_broker(tmp_path: Path, *init_args: str) -> Iterator[tuple[Broker,
     certs.mkdir()
     ca, ca_key, ca_cert = make_ca(certs, "test-ca")
     certfile, keyfile = make_server_cert(certs, ca_key, ca_cert)
-    port, tls_port = free_port(), free_port()
+    port, tls_port = free_ports(2)
     config = MosquittoConfig(
         plugin=find_plugin(),
         plugin_file=plugin_file,

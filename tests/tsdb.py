@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ruuhka.broker import free_port
+from ruuhka.broker import free_port, free_ports
 
 INFLUXD_CONFIG = """\
 reporting-enabled = false
@@ -124,7 +124,7 @@ def influxdb_server(root: Path) -> Iterator[Server]:
     for attempt in range(3):
         home = root / f"influxdb-{attempt}"
         home.mkdir(parents=True)
-        http_port, rpc_port = free_port(), free_port()
+        http_port, rpc_port = free_ports(2)
         config = home / "influxdb.conf"
         config.write_text(
             INFLUXD_CONFIG.format(root=home, http_port=http_port, rpc_port=rpc_port),

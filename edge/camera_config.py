@@ -127,7 +127,14 @@ class AnonymiserConfig(_Strict):
     max_colour_change: float = Field(
         default=50, gt=0, le=255, description="Mean saturation change (colour to IR and back)."
     )
-    max_masked_fraction: float = Field(default=0.7, gt=0, le=1)
+    max_masked_fraction: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="More of the picture masked than this is taken for a fault (a covered lens, "
+        "a detector gone wrong) and nothing is published. A person close to the camera can "
+        "fill most of it; a large mask hides, so the limit is only for the implausible.",
+    )
     timeout_s: float = Field(default=30.0, gt=0)
     max_width: int = Field(default=960, ge=64, le=960)
     jpeg_quality: int = Field(default=75, ge=30, le=95)

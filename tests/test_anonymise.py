@@ -189,7 +189,7 @@ def test_an_ir_switch_fails_closed_and_learns_again() -> None:
 
 def test_an_implausible_mask_fails_closed() -> None:
     clock = Clock()
-    everything = [(0.0, 0.0), (1.0, 0.0), (1.0, 0.9), (0.0, 0.9)]
+    everything = [(0.0, 0.0), (1.0, 0.0), (1.0, 0.95), (0.0, 0.95)]
     anonymiser = Anonymiser(config(privacy_polygons=[everything]), clock=clock)
     outcomes = run(anonymiser, clock, [yard()] * 6)
     assert_no_picture(outcomes[-1], CameraStatus.IMPLAUSIBLE_MASK)

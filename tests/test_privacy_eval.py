@@ -267,3 +267,23 @@ def test_the_scene_row_takes_the_ghosts_into_recall_and_worst_frame() -> None:
     assert row.recall < 0.1
     assert row.worst.startswith("0.0")
     assert not row.met
+
+
+def test_the_background_scene_starts_once_the_empty_yard_is_confirmed(tmp_path: Path) -> None:
+    import cv2
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "person-masks").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "0.jpg"), textured(3))
+    cv2.imwrite(str(tmp_path / "person-masks" / "0.png"), np.zeros((H, W), np.uint8))
+    cv2.imwrite(str(tmp_path / "images" / "1.jpg"), textured(4))
+    person = np.zeros((H, W), np.uint8)
+    person[20:180, 60:130] = 255
+    cv2.imwrite(str(tmp_path / "person-masks" / "1.png"), person)
+    results = pe.scene(tmp_path, 4, 1, (Mode.BACKGROUND,), AnonymiserConfig(**BLIND))
+    result = results[Mode.BACKGROUND]
+    # Nothing is published until the yard has been empty for background_confirm_s...
+    assert result.warm_up.get("calibrating", 0) >= 4200 // pe.WARM_UP_STEP_S
+    assert result.warm_up.get("ok", 0) >= 1
+    # ...and the scene's own frames are measured on a camera that publishes.
+    assert result.statuses == {"ok": 4} and len(result.frames) == 4

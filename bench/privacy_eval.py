@@ -271,6 +271,26 @@ def follows(image: np.ndarray, published: np.ndarray, probed: np.ndarray | None)
     return np.where(carries, moved, (around == 0) | (share >= 0.5))
 
 
+def along_checker(published: np.ndarray, probed: np.ndarray) -> np.ndarray:
+    """1 where the checkered run's picture moved in the checker's pattern, else 0.
+
+    Where nobody is now, the checker was on the input only in earlier frames, so
+    a published pixel there follows a person only if it carries their checker.
+    The two runs can also differ there because their masks did (the checker
+    changed what looked like the background): that moves a whole region one way.
+    Over two checker periods (4 CELL square, 16 cells, so that a region's own
+    texture seldom lines up with the checks by chance) the change times the
+    checker's sign averages to the change itself for the first and to about
+    nothing for the second; the pixel follows when it keeps at least half."""
+    rows, cols = np.indices(published.shape[:2])
+    sign = np.where((rows // CELL + cols // CELL) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    change = probed.astype(np.float32).mean(axis=2) - published.astype(np.float32).mean(axis=2)
+    window = (4 * CELL, 4 * CELL)
+    signed = cv2.blur(sign * change, window)
+    size = cv2.blur(np.abs(change), window)
+    return (signed >= 0.5 * np.maximum(size, 1e-6)).astype(np.int16)
+
+
 def checkered(image: np.ndarray, where: np.ndarray) -> np.ndarray:
     """The image with CELL-pixel checks of +-amplitude at ``where``: symmetric and
     never clipped, so that the mean of a region hardly moves."""
@@ -698,8 +718,7 @@ class SceneScorer:
             person |= mask_at_size(mask, shape)
             by_actor[actor] = (int((mine & ~shows).sum()), int(mine.sum()))
         counted = person & distinct
-        change = None if probed is None else distance(published, probed)
-        ghosts = self._ghosts(published, background, person, change)
+        ghosts = self._ghosts(published, background, person, probed)
         for actor, count in ghosts.items():
             hidden, total = by_actor.get(actor, (0, 0))
             by_actor[actor] = (hidden, total + count)
@@ -719,15 +738,18 @@ class SceneScorer:
         published: np.ndarray,
         background: np.ndarray,
         person: np.ndarray,
-        change: np.ndarray | None,
+        probed: np.ndarray | None,
     ) -> dict[int, int]:
         """Pixels where nobody is now that show someone who was there before, per actor
-        (each pixel once); following means moving by half that person's checker."""
+        (each pixel once); following means moving by half that person's checker, in
+        the checker's own pattern (see :func:`along_checker`)."""
         if published.shape[:2] != self.background.shape[:2]:
             raise ValueError("the scene is published at its own size")
         flat = published.reshape(-1, 3)
         free = (~person).reshape(-1)
-        moved = None if change is None else change.reshape(-1)
+        moved = None
+        if probed is not None:
+            moved = (distance(published, probed) * along_checker(published, probed)).reshape(-1)
         back = background.reshape(-1, 3)
         taken = np.zeros(free.size, bool)
         out: dict[int, int] = {}

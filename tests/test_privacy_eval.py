@@ -231,6 +231,33 @@ def test_a_ghost_in_the_published_background_is_a_leak() -> None:
     assert gone.by_actor[0][1] == gone.ghost
 
 
+def test_a_ghost_that_carries_the_persons_checker_in_the_twin_run_is_a_leak() -> None:
+    background = textured(3)
+    there = background.copy()
+    there[person_mask()] = textured(4, 0, 60)[person_mask()]
+    scorer = pe.SceneScorer(background, 75)
+    scorer.remember(there, {0: person_mask()})
+    learned = pe.as_published(there, (H, W), 75)
+    learned_checkered = pe.as_published(pe.checkered(there, person_mask()), (H, W), 75)
+    gone = scorer.score(background, {}, learned, learned_checkered)
+    assert gone.ghost > 0.6 * person_mask().sum()
+
+
+def test_grey_paint_where_the_twin_run_shows_the_background_is_no_ghost() -> None:
+    # Someone in grey clothes left; one run still paints the spot grey, its twin
+    # (whose checker changed what looked like the background) shows the background.
+    background = textured(3)
+    there = background.copy()
+    grey = np.full((H, W, 3), 128, np.uint8)
+    there[person_mask()] = grey[person_mask()]
+    scorer = pe.SceneScorer(background, 75)
+    scorer.remember(there, {0: person_mask()})
+    painted = pe.as_published(there, (H, W), 75)
+    twin = pe.as_published(background, (H, W), 75)
+    score = scorer.score(background, {}, painted, twin)
+    assert score.ghost < 0.05 * person_mask().sum()
+
+
 def test_the_true_background_is_no_ghost() -> None:
     background = textured(3)
     there = background.copy()

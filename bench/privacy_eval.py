@@ -60,19 +60,22 @@ Q`` (the camera's own compression: the input re-encoded at Q), ``--half 1|2``
 (half of the set, by a hash of the file name). ``--all-variants`` runs every
 one and the scene, and prints them side by side. Time: milliseconds of
 ``process()`` per frame, scaled by pixel count to a 1280x720 frame.
-Exit status 1 when a goal is missed.
+``--set NAME=VALUE`` measures an anonymiser setting other than the shipped one
+(the value as JSON). Exit status 1 when a goal is missed.
 
 Usage:
     .venv/bin/python bench/privacy_eval.py ../shared/data/people-dev [--flip] [--scale 0.75]
         [--light 0.5] [--jpeg-quality 40] [--half 1]
     .venv/bin/python bench/privacy_eval.py ../shared/data/people-dev --scene [--frames 150]
     .venv/bin/python bench/privacy_eval.py ../shared/data/people-dev --all-variants
+    .venv/bin/python bench/privacy_eval.py ../shared/data/people-dev --set 'tile_sides=[320]'
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -80,6 +83,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -881,18 +885,22 @@ def print_misses(rows: list[Row]) -> None:
             print(f"  {r.variant} {r.mode}: below 0.5: {', '.join(r.below_half)}")
 
 
-def still_rows(dataset: Path, variant: Variant, limit: int) -> list[Row]:
-    scores = stills(dataset, variant, limit=limit)
+def still_rows(
+    dataset: Path, variant: Variant, limit: int, base: AnonymiserConfig | None = None
+) -> list[Row]:
+    scores = stills(dataset, variant, limit=limit, base=base)
     count = len(next(iter(scores.values())))
     with_people = sum(s.person > 0 for s in next(iter(scores.values())))
     print(f"stills: {count} images, {with_people} with people{variant.describe()}")
     return [still_row(variant.name, mode, s) for mode, s in scores.items()]
 
 
-def all_variants(dataset: Path, frames: int, seed: int, limit: int) -> list[Row]:
+def all_variants(
+    dataset: Path, frames: int, seed: int, limit: int, base: AnonymiserConfig | None = None
+) -> list[Row]:
     """Every variant of the stills (the halves cut from the plain run) and the scene."""
     rows: list[Row] = []
-    plain = stills(dataset, Variant(), limit=limit)
+    plain = stills(dataset, Variant(), limit=limit, base=base)
     for mode, scores in plain.items():
         rows.append(still_row("people-dev", mode, scores))
     for half in (1, 2):
@@ -906,11 +914,22 @@ def all_variants(dataset: Path, frames: int, seed: int, limit: int) -> list[Row]
         ("--light 0.5", Variant(light=0.5)),
         ("--jpeg-quality 40", Variant(jpeg_quality=40)),
     ):
-        for mode, scores in stills(dataset, variant, limit=limit).items():
+        for mode, scores in stills(dataset, variant, limit=limit, base=base).items():
             rows.append(still_row(name, mode, scores))
-    for mode, result in scene(dataset, frames, seed).items():
+    for mode, result in scene(dataset, frames, seed, base=base).items():
         rows.append(scene_row(mode, result))
     return rows
+
+
+def setting(text: str) -> tuple[str, object]:
+    """NAME=VALUE, the value as JSON (a bare word is taken as a string)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("give NAME=VALUE, e.g. tile_sides=[320]")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def main() -> int:
@@ -931,7 +950,19 @@ def main() -> int:
     parser.add_argument(
         "--modes", default="background,pixelate", help="for --scene: background,pixelate,fill"
     )
+    parser.add_argument(
+        "--set",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an anonymiser setting other than the shipped one, e.g. tile_sides=[320]",
+    )
     args = parser.parse_args()
+    try:
+        base = AnonymiserConfig.model_validate(dict(args.set))
+    except ValidationError as error:
+        parser.error(f"--set: {error}")
     args.dataset = args.dataset_option or args.dataset
     if args.dataset is None:
         parser.error("give the dataset folder (DIR or --dataset DIR)")
@@ -942,14 +973,14 @@ def main() -> int:
     if args.jpeg_quality is not None and not 5 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality must be between 5 and 100")
     if args.all_variants:
-        rows = all_variants(args.dataset, args.frames, args.seed, args.limit)
+        rows = all_variants(args.dataset, args.frames, args.seed, args.limit, base)
     elif args.scene:
         modes = tuple(Mode(m) for m in args.modes.split(","))
         print(
             f"scene: {args.frames} frames of {SCENE_W}x{SCENE_H}, {ACTORS} people "
             f"(30-{SCENE_H} px tall), seed {args.seed}"
         )
-        results = scene(args.dataset, args.frames, args.seed, modes)
+        results = scene(args.dataset, args.frames, args.seed, modes, base)
         rows = [scene_row(mode, result) for mode, result in results.items()]
         for mode, result in results.items():
             print(f"  {mode.value} statuses {result.statuses}, warm-up {result.warm_up}")
@@ -957,7 +988,7 @@ def main() -> int:
         variant = Variant(
             "people-dev", args.flip, args.scale, args.light, args.jpeg_quality, args.half
         )
-        rows = still_rows(args.dataset, variant, args.limit)
+        rows = still_rows(args.dataset, variant, args.limit, base)
     print_table(rows)
     print_misses(rows)
     met = all(r.met for r in rows)

@@ -122,3 +122,18 @@ def test_the_forecast_goals_judge_the_pooled_errors() -> None:
         "@120 min >= 30 % better than the better naive method"
     ]
     assert not all(met for _, met in goals(result(errors(typical=6.5, naive=7.0), good)))
+
+
+def test_privacy_evaluation_measures_another_setting_when_asked(tmp_path: Path) -> None:
+    one_photograph(tmp_path)
+    everything = "privacy_polygons=[[[0, 0], [1, 0], [1, 1], [0, 1]]]"
+    result = run("privacy", "--dataset", str(tmp_path), "--set", everything)
+    # The whole picture is a privacy area: nothing of the person (or else) shows.
+    pixelate = next(line for line in result.stdout.splitlines() if " pixelate " in line)
+    assert pixelate.split()[2:4] == ["1.0000", "0.0000"], result.stdout + result.stderr
+
+
+def test_privacy_evaluation_refuses_a_setting_the_anonymiser_does_not_have(tmp_path: Path) -> None:
+    result = run("privacy", "--dataset", str(one_photograph(tmp_path)), "--set", "tile_sides=3")
+    assert result.returncode == 2
+    assert "tile_sides" in result.stderr

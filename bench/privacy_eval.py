@@ -47,9 +47,11 @@ hidden unless the published pixel shows it (above, the checker on the people
 only) and is closer to it than to the true background. A ghost is a leak too:
 where nobody is now, a published pixel that shows an earlier person's pixel
 there (that pixel differing from the true background by more than TOL; the
-published one within TOL of it as it would have been published, closer to it
-than to the background, and following its checker) counts as a person pixel
-not hidden, charged to that person and frame.
+published picture resembling that earlier frame there as it would have been
+published, over the same window as above; the pixel closer to the person's than
+to the background, and following their checker) counts as a person pixel not
+hidden, charged to that person and frame. Pixelate mode keeps no learned
+picture, so its ghosts are the criterion's own false alarms.
 Utility: non-person pixels that resemble the frame. Goals: recall >= 0.9995,
 worst frame >= 0.98, utility >= 0.8.
 
@@ -673,6 +675,43 @@ class FrameScore:
         return self.hidden / exposed if exposed else None
 
 
+@dataclass
+class Trace:
+    """One actor's pixels in one frame that differ from the true background (flat
+    indices), as they would look published, and the part of the picture around them."""
+
+    actor: int
+    where: np.ndarray
+    colours: np.ndarray
+    room: np.ndarray
+    rows: slice
+    cols: slice
+    local: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(
+        cls,
+        actor: int,
+        where: np.ndarray,
+        colours: np.ndarray,
+        room: np.ndarray,
+        shape: tuple[int, int],
+    ) -> Trace:
+        r, c = np.unravel_index(where, shape)
+        half = WINDOW // 2
+        rows = slice(max(0, int(r.min()) - half), min(shape[0], int(r.max()) + half + 1))
+        cols = slice(max(0, int(c.min()) - half), min(shape[1], int(c.max()) + half + 1))
+        return cls(actor, where, colours, room, rows, cols, (r - rows.start, c - cols.start))
+
+    def resemblance(self, published: np.ndarray, scorer: SceneScorer) -> np.ndarray:
+        """At each of the pixels, the windowed difference of the published picture to
+        that frame as it would have been published (the actor on the background), as
+        :func:`resembles` judges: one pixel that happens to match is no person."""
+        reference = scorer.background_look[self.rows, self.cols].copy()
+        reference[self.local] = self.colours
+        return windowed(distance(published[self.rows, self.cols], reference))[self.local]
+
+
 class SceneScorer:
     """Scores published frames of one scene, remembering where everyone has been
     so that a person left behind in the published background counts as a leak."""
@@ -680,7 +719,8 @@ class SceneScorer:
     def __init__(self, background: np.ndarray, quality: int) -> None:
         self.background = background
         self.quality = quality
-        self.history: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.background_look = as_published(background, background.shape[:2], quality)
+        self.history: list[Trace] = []
         self._known: set[bytes] = set()
 
     def remember(self, image: np.ndarray, seen: dict[int, np.ndarray]) -> None:
@@ -695,7 +735,7 @@ class SceneScorer:
             key = hashlib.sha256(where.tobytes() + colours.tobytes()).digest()
             if where.size and key not in self._known:
                 self._known.add(key)
-                self.history.append((actor, where, colours, room[where]))
+                self.history.append(Trace.of(actor, where, colours, room[where], mask.shape))
 
     def score(
         self,
@@ -757,16 +797,16 @@ class SceneScorer:
         back = background.reshape(-1, 3)
         taken = np.zeros(free.size, bool)
         out: dict[int, int] = {}
-        for actor, where, colours, room in self.history:
+        for trace in self.history:
+            where, colours, room = trace.where, trace.colours, trace.room
             shown = flat[where]
-            near = distance(shown, colours)
-            leak = free[where] & ~taken[where] & (near <= TOL)
-            leak &= near < distance(shown, back[where])
+            leak = free[where] & ~taken[where] & (trace.resemblance(published, self) <= TOL)
+            leak &= distance(shown, colours) < distance(shown, back[where])
             if moved is not None:
                 leak &= (2 * moved[where] >= room) | (room < MIN_AMPLITUDE)
             if leak.any():
                 taken[where[leak]] = True
-                out[actor] = out.get(actor, 0) + int(leak.sum())
+                out[trace.actor] = out.get(trace.actor, 0) + int(leak.sum())
         return out
 
 

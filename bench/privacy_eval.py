@@ -49,8 +49,9 @@ where nobody is now, a published pixel that shows an earlier person's pixel
 there (that pixel differing from the true background by more than TOL; the
 published picture resembling that earlier frame there as it would have been
 published, over the same window as above; the pixel closer to the person's than
-to the background, and following their checker) counts as a person pixel not
-hidden, charged to that person and frame. Pixelate mode keeps no learned
+to the background, both as published, and following their checker, a pixel too
+near black or white for one going with the person's pixels around it) counts as
+a person pixel not hidden, charged to that person and frame. Pixelate mode keeps no learned
 picture, so its ghosts are the criterion's own false alarms.
 Utility: non-person pixels that resemble the frame. Goals: recall >= 0.9995,
 worst frame >= 0.98, utility >= 0.8.
@@ -711,6 +712,26 @@ class Trace:
         reference[self.local] = self.colours
         return windowed(distance(published[self.rows, self.cols], reference))[self.local]
 
+    def follows(self, moved: np.ndarray) -> np.ndarray:
+        """Whether each pixel moved by half the person's checker. A pixel too near
+        black or white to have carried one goes with the actor's pixels around it
+        that did (a 9x9 window), as :func:`follows` decides for the people in view:
+        paint that happens to be white (a marker's outline) where someone in white
+        stood does not follow the rest of them."""
+        carries = self.room >= MIN_AMPLITUDE
+        moved_enough = carries & (2 * moved >= self.room)
+        if carries.all():
+            return moved_enough
+        shape = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start)
+
+        def around(values: np.ndarray) -> np.ndarray:
+            grid = np.zeros(shape, np.float32)
+            grid[self.local] = values
+            return cv2.boxFilter(grid, -1, (9, 9), borderType=cv2.BORDER_CONSTANT)[self.local]
+
+        near, share = around(carries), around(moved_enough)
+        return np.where(carries, moved_enough, (near == 0) | (share >= 0.5 * near))
+
 
 class SceneScorer:
     """Scores published frames of one scene, remembering where everyone has been
@@ -794,16 +815,16 @@ class SceneScorer:
         moved = None
         if probed is not None:
             moved = (distance(published, probed) * along_checker(published, probed)).reshape(-1)
-        back = background.reshape(-1, 3)
+        back = self.background_look.reshape(-1, 3)
         taken = np.zeros(free.size, bool)
         out: dict[int, int] = {}
         for trace in self.history:
-            where, colours, room = trace.where, trace.colours, trace.room
+            where, colours = trace.where, trace.colours
             shown = flat[where]
             leak = free[where] & ~taken[where] & (trace.resemblance(published, self) <= TOL)
             leak &= distance(shown, colours) < distance(shown, back[where])
             if moved is not None:
-                leak &= (2 * moved[where] >= room) | (room < MIN_AMPLITUDE)
+                leak &= trace.follows(moved[where])
             if leak.any():
                 taken[where[leak]] = True
                 out[trace.actor] = out.get(trace.actor, 0) + int(leak.sum())

@@ -283,6 +283,35 @@ def test_scattered_pixels_that_match_an_earlier_person_are_no_ghost() -> None:
     assert score.ghost < 0.01 * person_mask().sum()
 
 
+def test_white_paint_where_someone_in_white_stood_is_no_ghost() -> None:
+    # They left; a marker's white outline now runs along their white right edge.
+    # White carries no checker, but the rest of them did, and it does not follow.
+    background = textured(3)
+    there = background.copy()
+    there[person_mask()] = textured(4, 60, 190)[person_mask()]
+    there[40:170, 148:150] = 252
+    scorer = pe.SceneScorer(background, 75)
+    scorer.remember(there, {0: person_mask()})
+    painted = background.copy()
+    painted[40:170, 148:150] = 252
+    painted = pe.as_published(painted, (H, W), 75)
+    score = scorer.score(background, {}, painted, painted.copy())
+    assert score.ghost < 0.2 * 2 * 130
+
+
+def test_a_ghost_in_white_that_follows_like_the_rest_of_them_is_a_leak() -> None:
+    background = textured(3)
+    there = background.copy()
+    there[person_mask()] = textured(4, 60, 190)[person_mask()]
+    there[40:170, 140:150] = 252
+    scorer = pe.SceneScorer(background, 75)
+    scorer.remember(there, {0: person_mask()})
+    learned = pe.as_published(there, (H, W), 75)
+    learned_checkered = pe.as_published(pe.checkered(there, person_mask()), (H, W), 75)
+    gone = scorer.score(background, {}, learned, learned_checkered)
+    assert gone.ghost > 0.8 * person_mask().sum()
+
+
 def test_a_person_in_the_colour_of_the_scene_fill_counts_as_hidden() -> None:
     grey = np.full((H, W, 3), 128, np.uint8)
     scores = dict(run_scene(Mode.FILL, 6, 8, actor=grey, privacy_polygons=[WHOLE]))

@@ -312,6 +312,15 @@ def test_a_ghost_in_white_that_follows_like_the_rest_of_them_is_a_leak() -> None
     assert gone.ghost > 0.8 * person_mask().sum()
 
 
+def test_someone_the_background_learned_is_no_ghost_when_they_go() -> None:
+    # Nothing claims them (no detectors, no foreground), so standing for longer than
+    # background_confirm_s they are learned; once they go, the live picture
+    # contradicts what was learned there, and that part is hidden, not shown.
+    scores = run_scene(Mode.BACKGROUND, 8, 12, background_confirm_s=5.0)
+    assert [i for i, _ in scores if i >= 8] == [8, 9, 10, 11]
+    assert all(score.ghost == 0 for i, score in scores if i >= 8)
+
+
 def test_a_person_in_the_colour_of_the_scene_fill_counts_as_hidden() -> None:
     grey = np.full((H, W, 3), 128, np.uint8)
     scores = dict(run_scene(Mode.FILL, 6, 8, actor=grey, privacy_polygons=[WHOLE]))

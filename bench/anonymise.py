@@ -15,8 +15,9 @@ Raspberry Pi 4B (Cortex-A72, 4 cores) with the same runtime, OpenCV's DNN
 module on the CPU (opencv-python 4.7.0.72): MobileNetV2 at 224x224, 5.97 ms and
 66.56 ms a frame (opencv/opencv_zoo, benchmark/README.md). Here the reference is
 the person detector's own MobileNetV2 feature extractor, the same layers, at
-224x224. The Pi 4 time is the pipeline's time here times PI4_REFERENCE_MS over
-the reference's time here; the face detector (onnxruntime) is scaled alike,
+224x224, run between the frames (the machine's load then drifts alike for
+both). The Pi 4 time is the pipeline's time here times PI4_REFERENCE_MS over the
+reference's median time here; the face detector (onnxruntime) is scaled alike,
 which the pipeline's small share of it allows.
 
 Usage:
@@ -38,11 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.anonymise import Anonymiser
 from edge.camera_config import AnonymiserConfig, Mode
+from edge.detectors import PersonDetector
 
 W, H = 1280, 720
 PI4_REFERENCE_MS = 66.56
 REFERENCE_LAYER = "FeatureExtractor/MobilenetV2/Conv_1/Relu6"
 REFERENCE_SIDE = 224
+REFERENCE_RUNS_PER_FRAME = 5
 
 
 def frames_from(
@@ -91,18 +94,18 @@ def frames_from(
 MAX_RATIO = 1.5
 
 
-def reference_ms(net: cv2.dnn.Net, runs: int = 40) -> float:
-    """Median milliseconds of MobileNetV2 at 224x224, pre-processing included, as
+def reference_runs(net: cv2.dnn.Net, runs: int) -> list[float]:
+    """Milliseconds of MobileNetV2 at 224x224 per run, pre-processing included, as
     OpenCV Zoo's benchmark times it."""
     image = np.random.default_rng(0).integers(0, 256, (REFERENCE_SIDE, REFERENCE_SIDE, 3), np.uint8)
+    side = (REFERENCE_SIDE, REFERENCE_SIDE)
     times = []
-    for _ in range(runs + 5):
+    for _ in range(runs):
         started = time.perf_counter()
-        side = (REFERENCE_SIDE, REFERENCE_SIDE)
         net.setInput(cv2.dnn.blobFromImage(image, 1 / 127.5, side, (127.5,) * 3, swapRB=True))
         net.forward(REFERENCE_LAYER)
-        times.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times[5:]))
+        times.append(1000 * (time.perf_counter() - started))
+    return times
 
 
 def sides(text: str) -> list[int]:
@@ -145,12 +148,19 @@ def main() -> int:
         anonymiser.persons.detect(frame)
     detector_ms = 1000 * (time.perf_counter() - started) / len(frames)
     statuses: dict[str, int] = {}
-    started = time.perf_counter()
+    net = PersonDetector().net  # its own copy: the pipeline's keeps its input sizes
+    reference_runs(net, 5)  # warm-up
+    # The reference runs between the frames, so that the machine's load drifts
+    # alike for both and their ratio holds.
+    seconds, references = 0.0, []
     for frame in frames:
+        started = time.perf_counter()
         outcome = anonymiser.process(frame)
+        seconds += time.perf_counter() - started
         statuses[outcome.status.value] = statuses.get(outcome.status.value, 0) + 1
-    pipeline_ms = 1000 * (time.perf_counter() - started) / len(frames)
-    reference = reference_ms(anonymiser.persons.net)
+        references += reference_runs(net, REFERENCE_RUNS_PER_FRAME)
+    pipeline_ms = 1000 * seconds / len(frames)
+    reference = float(np.median(references))
     width, height = args.size
     print(
         f"{len(frames)} frames of {width}x{height}, mode {args.mode}, "

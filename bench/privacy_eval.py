@@ -278,8 +278,11 @@ def follows(image: np.ndarray, published: np.ndarray, probed: np.ndarray | None)
     return np.where(carries, moved, (around == 0) | (share >= 0.5))
 
 
-def along_checker(published: np.ndarray, probed: np.ndarray) -> np.ndarray:
-    """1 where the checkered run's picture moved in the checker's pattern, else 0.
+def along_checker(
+    published: np.ndarray, probed: np.ndarray, weight: np.ndarray, origin: tuple[int, int]
+) -> np.ndarray:
+    """Where the checkered run's picture moved in the checker's pattern, judged over
+    the pixels ``weight`` marks (part of the picture, its corner at ``origin``).
 
     Where nobody is now, the checker was on the input only in earlier frames, so
     a published pixel there follows a person only if it carries their checker.
@@ -288,14 +291,18 @@ def along_checker(published: np.ndarray, probed: np.ndarray) -> np.ndarray:
     Over two checker periods (4 CELL square, 16 cells, so that a region's own
     texture seldom lines up with the checks by chance) the change times the
     checker's sign averages to the change itself for the first and to about
-    nothing for the second; the pixel follows when it keeps at least half."""
+    nothing for the second; the pixel follows when it keeps at least half. Only
+    the earlier person's own pixels count: theirs was the checker, and JPEG
+    ringing in the background around would outweigh a small person's."""
     rows, cols = np.indices(published.shape[:2])
+    rows, cols = rows + origin[0], cols + origin[1]
     sign = np.where((rows // CELL + cols // CELL) % 2 == 0, 1.0, -1.0).astype(np.float32)
     change = probed.astype(np.float32).mean(axis=2) - published.astype(np.float32).mean(axis=2)
+    change *= weight
     window = (4 * CELL, 4 * CELL)
-    signed = cv2.blur(sign * change, window)
-    size = cv2.blur(np.abs(change), window)
-    return (signed >= 0.5 * np.maximum(size, 1e-6)).astype(np.int16)
+    signed = cv2.boxFilter(sign * change, -1, window, borderType=cv2.BORDER_CONSTANT)
+    size = cv2.boxFilter(np.abs(change), -1, window, borderType=cv2.BORDER_CONSTANT)
+    return signed >= 0.5 * np.maximum(size, 1e-6)
 
 
 def checkered(image: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -712,6 +719,15 @@ class Trace:
         reference[self.local] = self.colours
         return windowed(distance(published[self.rows, self.cols], reference))[self.local]
 
+    def moved(self, published: np.ndarray, probed: np.ndarray) -> np.ndarray:
+        """At each of the pixels, how far the checkered run moved it, where that is
+        in the checker's pattern over the person's pixels (else 0)."""
+        here, there = published[self.rows, self.cols], probed[self.rows, self.cols]
+        mine = np.zeros(here.shape[:2], np.float32)
+        mine[self.local] = 1.0
+        along = along_checker(here, there, mine, (self.rows.start, self.cols.start))
+        return (distance(here, there) * along)[self.local]
+
     def follows(self, moved: np.ndarray) -> np.ndarray:
         """Whether each pixel moved by half the person's checker. A pixel too near
         black or white to have carried one goes with the actor's pixels around it
@@ -812,9 +828,6 @@ class SceneScorer:
             raise ValueError("the scene is published at its own size")
         flat = published.reshape(-1, 3)
         free = (~person).reshape(-1)
-        moved = None
-        if probed is not None:
-            moved = (distance(published, probed) * along_checker(published, probed)).reshape(-1)
         back = self.background_look.reshape(-1, 3)
         taken = np.zeros(free.size, bool)
         out: dict[int, int] = {}
@@ -823,8 +836,8 @@ class SceneScorer:
             shown = flat[where]
             leak = free[where] & ~taken[where] & (trace.resemblance(published, self) <= TOL)
             leak &= distance(shown, colours) < distance(shown, back[where])
-            if moved is not None:
-                leak &= trace.follows(moved[where])
+            if probed is not None and leak.any():
+                leak &= trace.follows(trace.moved(published, probed))
             if leak.any():
                 taken[where[leak]] = True
                 out[trace.actor] = out.get(trace.actor, 0) + int(leak.sum())

@@ -321,6 +321,32 @@ def test_someone_the_background_learned_is_no_ghost_when_they_go() -> None:
     assert all(score.ghost == 0 for i, score in scores if i >= 8)
 
 
+@pytest.mark.parametrize("clothes", [(210, 255), (0, 45)], ids=["white", "black"])
+def test_the_ghost_of_a_small_person_in_white_or_black_is_a_leak(
+    clothes: tuple[int, int],
+) -> None:
+    # 30 px tall, legs 2 px wide: the checker they carried is weak and patchy, and
+    # the background around them must not outweigh it.
+    import cv2
+
+    small = np.zeros((H, W), np.uint8)
+    cv2.circle(small, (120, 43), 3, 1, -1)
+    cv2.rectangle(small, (117, 47), (123, 57), 1, -1)
+    cv2.line(small, (118, 58), (116, 70), 1, 2)
+    cv2.line(small, (122, 58), (124, 70), 1, 2)
+    mask = small.astype(bool)
+    background = textured(3)
+    there = background.copy()
+    there[mask] = textured(4, *clothes)[mask]
+    scorer = pe.SceneScorer(background, 75)
+    scorer.remember(there, {0: mask})
+    learned = pe.as_published(there, (H, W), 75)
+    learned_checkered = pe.as_published(pe.checkered(there, mask), (H, W), 75)
+    gone = scorer.score(background, {}, learned, learned_checkered)
+    distinct = mask & (pe.distance(there, background) > pe.TOL)
+    assert gone.ghost > 0.8 * distinct.sum()
+
+
 def test_a_person_in_the_colour_of_the_scene_fill_counts_as_hidden() -> None:
     grey = np.full((H, W, 3), 128, np.uint8)
     scores = dict(run_scene(Mode.FILL, 6, 8, actor=grey, privacy_polygons=[WHOLE]))

@@ -1037,6 +1037,8 @@ def main() -> int:
         base = AnonymiserConfig.model_validate(dict(args.set))
     except ValidationError as error:
         parser.error(f"--set: {error}")
+    if (args.scene or args.all_variants) and base.max_width < SCENE_W:
+        parser.error(f"--set: the scene is scored at its own size, max_width >= {SCENE_W}")
     args.dataset = args.dataset_option or args.dataset
     if args.dataset is None:
         parser.error("give the dataset folder (DIR or --dataset DIR)")

@@ -137,3 +137,10 @@ def test_privacy_evaluation_refuses_a_setting_the_anonymiser_does_not_have(tmp_p
     result = run("privacy", "--dataset", str(one_photograph(tmp_path)), "--set", "tile_sides=3")
     assert result.returncode == 2
     assert "tile_sides" in result.stderr
+
+
+def test_the_scene_refuses_a_published_size_it_cannot_score(tmp_path: Path) -> None:
+    one_photograph(tmp_path)
+    result = run("privacy", "--dataset", str(tmp_path), "--scene", "--set", "max_width=640")
+    assert result.returncode == 2
+    assert "max_width" in result.stderr

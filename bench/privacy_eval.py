@@ -272,10 +272,19 @@ def follows(image: np.ndarray, published: np.ndarray, probed: np.ndarray | None)
     room = amplitude(at_size(image, published.shape[:2]))
     ratio = 100 * distance(published, probed) // np.maximum(room, 1)
     carries = room >= MIN_AMPLITUDE
-    moved = (windowed(ratio) >= 50) & carries
-    around = cv2.blur(carries.astype(np.float32), (9, 9))
-    share = cv2.blur(moved.astype(np.float32), (9, 9)) / np.maximum(around, 1e-6)
-    return np.where(carries, moved, (around == 0) | (share >= 0.5))
+    return with_neighbours(carries, (windowed(ratio) >= 50) & carries)
+
+
+def with_neighbours(
+    carries: np.ndarray, moved: np.ndarray, border: int = cv2.BORDER_REFLECT_101
+) -> np.ndarray:
+    """``moved`` where a pixel carries a checker; elsewhere whether at least half of
+    the pixels around it (9x9) that carry one moved, and true with none of those."""
+    around = cv2.boxFilter(
+        carries.astype(np.float32), -1, (9, 9), normalize=False, borderType=border
+    )
+    share = cv2.boxFilter(moved.astype(np.float32), -1, (9, 9), normalize=False, borderType=border)
+    return np.where(carries, moved, (around == 0) | (share >= 0.5 * around))
 
 
 def along_checker(
@@ -739,14 +748,9 @@ class Trace:
         if carries.all():
             return moved_enough
         shape = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start)
-
-        def around(values: np.ndarray) -> np.ndarray:
-            grid = np.zeros(shape, np.float32)
-            grid[self.local] = values
-            return cv2.boxFilter(grid, -1, (9, 9), borderType=cv2.BORDER_CONSTANT)[self.local]
-
-        near, share = around(carries), around(moved_enough)
-        return np.where(carries, moved_enough, (near == 0) | (share >= 0.5 * near))
+        grids = np.zeros((2, *shape), bool)
+        grids[0][self.local], grids[1][self.local] = carries, moved_enough
+        return with_neighbours(grids[0], grids[1], cv2.BORDER_CONSTANT)[self.local]
 
 
 class SceneScorer:
@@ -799,7 +803,7 @@ class SceneScorer:
             person |= mask_at_size(mask, shape)
             by_actor[actor] = (int((mine & ~shows).sum()), int(mine.sum()))
         counted = person & distinct
-        ghosts = self._ghosts(published, background, person, probed)
+        ghosts = self._ghosts(published, person, probed)
         for actor, count in ghosts.items():
             hidden, total = by_actor.get(actor, (0, 0))
             by_actor[actor] = (hidden, total + count)
@@ -815,11 +819,7 @@ class SceneScorer:
         )
 
     def _ghosts(
-        self,
-        published: np.ndarray,
-        background: np.ndarray,
-        person: np.ndarray,
-        probed: np.ndarray | None,
+        self, published: np.ndarray, person: np.ndarray, probed: np.ndarray | None
     ) -> dict[int, int]:
         """Pixels where nobody is now that show someone who was there before, per actor
         (each pixel once); following means moving by half that person's checker, in

@@ -210,106 +210,97 @@ def run_scene(
     return out
 
 
+def stood_there(
+    clothes: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, pe.SceneScorer]:
+    """The frame with someone in ``clothes`` at ``mask`` (the person mask unless
+    given), and a scorer of the textured scene that remembers them there."""
+    mask = person_mask() if mask is None else mask
+    there = textured(3)
+    there[mask] = clothes[mask]
+    scorer = pe.SceneScorer(textured(3), 75)
+    scorer.remember(there, {0: mask})
+    return there, scorer
+
+
+def gone(scorer: pe.SceneScorer, published: np.ndarray, probed: np.ndarray | None) -> pe.FrameScore:
+    """Nobody in the frame; the published picture (and its twin's) as given."""
+    return scorer.score(textured(3), {}, published, probed)
+
+
+def learned_ghost(clothes: np.ndarray, mask: np.ndarray | None = None) -> pe.FrameScore:
+    """They left, and both runs publish what they learned of them: the person,
+    and in the twin run the person with their checker."""
+    mask = person_mask() if mask is None else mask
+    there, scorer = stood_there(clothes, mask)
+    learned = pe.as_published(there, (H, W), 75)
+    return gone(scorer, learned, pe.as_published(pe.checkered(there, mask), (H, W), 75))
+
+
 def ghost_left_behind() -> pe.FrameScore:
     """A published background that learned a person shows them after they have gone
     (what background mode did before it confirmed what it learns)."""
-    background = textured(3)
-    person = person_mask()
-    there = background.copy()
-    there[person] = textured(4, 0, 60)[person]
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: person})
-    return scorer.score(background, {}, pe.as_published(there, (H, W), 75), None)
+    there, scorer = stood_there(textured(4, 0, 60))
+    return gone(scorer, pe.as_published(there, (H, W), 75), None)
 
 
 def test_a_ghost_in_the_published_background_is_a_leak() -> None:
-    gone = ghost_left_behind()
-    assert gone.person == 0
+    left = ghost_left_behind()
+    assert left.person == 0
     distinct = person_mask() & (pe.distance(textured(4, 0, 60), textured(3)) > pe.TOL)
-    assert gone.ghost > 0.8 * distinct.sum()
-    assert gone.recall is not None and gone.recall < 0.1
-    assert gone.by_actor[0][1] == gone.ghost
+    assert left.ghost > 0.8 * distinct.sum()
+    assert left.recall is not None and left.recall < 0.1
+    assert left.by_actor[0][1] == left.ghost
 
 
 def test_a_ghost_that_carries_the_persons_checker_in_the_twin_run_is_a_leak() -> None:
-    background = textured(3)
-    there = background.copy()
-    there[person_mask()] = textured(4, 0, 60)[person_mask()]
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: person_mask()})
-    learned = pe.as_published(there, (H, W), 75)
-    learned_checkered = pe.as_published(pe.checkered(there, person_mask()), (H, W), 75)
-    gone = scorer.score(background, {}, learned, learned_checkered)
-    assert gone.ghost > 0.6 * person_mask().sum()
+    assert learned_ghost(textured(4, 0, 60)).ghost > 0.6 * person_mask().sum()
 
 
 def test_grey_paint_where_the_twin_run_shows_the_background_is_no_ghost() -> None:
     # Someone in grey clothes left; one run still paints the spot grey, its twin
     # (whose checker changed what looked like the background) shows the background.
-    background = textured(3)
-    there = background.copy()
-    grey = np.full((H, W, 3), 128, np.uint8)
-    there[person_mask()] = grey[person_mask()]
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: person_mask()})
+    there, scorer = stood_there(np.full((H, W, 3), 128, np.uint8))
     painted = pe.as_published(there, (H, W), 75)
-    twin = pe.as_published(background, (H, W), 75)
-    score = scorer.score(background, {}, painted, twin)
+    score = gone(scorer, painted, pe.as_published(textured(3), (H, W), 75))
     assert score.ghost < 0.05 * person_mask().sum()
 
 
 def test_the_true_background_is_no_ghost() -> None:
-    background = textured(3)
-    there = background.copy()
-    there[person_mask()] = textured(4, 0, 60)[person_mask()]
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: person_mask()})
-    truth = scorer.score(background, {}, pe.as_published(background, (H, W), 75), None)
+    _, scorer = stood_there(textured(4, 0, 60))
+    truth = gone(scorer, pe.as_published(textured(3), (H, W), 75), None)
     assert truth.ghost < 0.01 * person_mask().sum()
 
 
 def test_scattered_pixels_that_match_an_earlier_person_are_no_ghost() -> None:
     # JPEG noise lets a pixel here and there of the background match someone who
     # stood there; one pixel in 16 of their spot is no person seen.
-    background = textured(3)
-    there = background.copy()
-    there[person_mask()] = textured(4, 0, 60)[person_mask()]
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: person_mask()})
+    there, scorer = stood_there(textured(4, 0, 60))
     learned = pe.as_published(there, (H, W), 75)
-    speckled = pe.as_published(background, (H, W), 75)
+    speckled = pe.as_published(textured(3), (H, W), 75)
     speckled[::4, ::4] = learned[::4, ::4]
-    score = scorer.score(background, {}, speckled, None)
-    assert score.ghost < 0.01 * person_mask().sum()
+    assert gone(scorer, speckled, None).ghost < 0.01 * person_mask().sum()
+
+
+def white_at(columns: slice) -> np.ndarray:
+    """Clothes of middle tones, white in ``columns``."""
+    clothes = textured(4, 60, 190)
+    clothes[:, columns] = 252
+    return clothes
 
 
 def test_white_paint_where_someone_in_white_stood_is_no_ghost() -> None:
     # They left; a marker's white outline now runs along their white right edge.
     # White carries no checker, but the rest of them did, and it does not follow.
-    background = textured(3)
-    there = background.copy()
-    there[person_mask()] = textured(4, 60, 190)[person_mask()]
-    there[40:170, 148:150] = 252
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: person_mask()})
-    painted = background.copy()
+    _, scorer = stood_there(white_at(slice(148, 150)))
+    painted = textured(3)
     painted[40:170, 148:150] = 252
     painted = pe.as_published(painted, (H, W), 75)
-    score = scorer.score(background, {}, painted, painted.copy())
-    assert score.ghost < 0.2 * 2 * 130
+    assert gone(scorer, painted, painted.copy()).ghost < 0.2 * 2 * 130
 
 
 def test_a_ghost_in_white_that_follows_like_the_rest_of_them_is_a_leak() -> None:
-    background = textured(3)
-    there = background.copy()
-    there[person_mask()] = textured(4, 60, 190)[person_mask()]
-    there[40:170, 140:150] = 252
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: person_mask()})
-    learned = pe.as_published(there, (H, W), 75)
-    learned_checkered = pe.as_published(pe.checkered(there, person_mask()), (H, W), 75)
-    gone = scorer.score(background, {}, learned, learned_checkered)
-    assert gone.ghost > 0.8 * person_mask().sum()
+    assert learned_ghost(white_at(slice(140, 150))).ghost > 0.8 * person_mask().sum()
 
 
 def test_someone_the_background_learned_is_no_ghost_when_they_go() -> None:
@@ -335,16 +326,10 @@ def test_the_ghost_of_a_small_person_in_white_or_black_is_a_leak(
     cv2.line(small, (118, 58), (116, 70), 1, 2)
     cv2.line(small, (122, 58), (124, 70), 1, 2)
     mask = small.astype(bool)
-    background = textured(3)
-    there = background.copy()
+    there = textured(3)
     there[mask] = textured(4, *clothes)[mask]
-    scorer = pe.SceneScorer(background, 75)
-    scorer.remember(there, {0: mask})
-    learned = pe.as_published(there, (H, W), 75)
-    learned_checkered = pe.as_published(pe.checkered(there, mask), (H, W), 75)
-    gone = scorer.score(background, {}, learned, learned_checkered)
-    distinct = mask & (pe.distance(there, background) > pe.TOL)
-    assert gone.ghost > 0.8 * distinct.sum()
+    distinct = mask & (pe.distance(there, textured(3)) > pe.TOL)
+    assert learned_ghost(textured(4, *clothes), mask).ghost > 0.8 * distinct.sum()
 
 
 def test_a_person_in_the_colour_of_the_scene_fill_counts_as_hidden() -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -129,17 +130,22 @@ def main() -> int:
     )
     parser.add_argument("--size", type=size, default=(W, H), help="frame size, e.g. 640x360")
     args = parser.parse_args()
-    frames = frames_from(args.dataset, args.frames + 1, args.size)
+    if args.frames < 1:
+        parser.error("--frames must be at least 1")
     # Every frame takes the whole path: no fail-closed shortcut (pasted crowds can
     # look like a global change or cover much of the frame).
-    config = AnonymiserConfig(
-        mode=Mode(args.mode),
-        calibration_frames=0,
-        max_global_change=255,
-        max_colour_change=255,
-        max_masked_fraction=1.0,
-        **({} if args.tile_sides is None else {"tile_sides": args.tile_sides}),
-    )
+    try:
+        config = AnonymiserConfig(
+            mode=Mode(args.mode),
+            calibration_frames=0,
+            max_global_change=255,
+            max_colour_change=255,
+            max_masked_fraction=1.0,
+            **({} if args.tile_sides is None else {"tile_sides": args.tile_sides}),
+        )
+    except ValidationError as error:
+        parser.error(str(error))
+    frames = frames_from(args.dataset, args.frames + 1, args.size)
     anonymiser = Anonymiser(config)
     assert anonymiser.persons is not None
     anonymiser.process(frames.pop(0))  # warm-up: first inferences allocate; MOG2 starts

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -144,3 +145,20 @@ def test_the_scene_refuses_a_published_size_it_cannot_score(tmp_path: Path) -> N
     result = run("privacy", "--dataset", str(tmp_path), "--scene", "--set", "max_width=640")
     assert result.returncode == 2
     assert "max_width" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--tile-sides", "-5", "tile_sides"),
+        ("--tile-sides", "100000", "tile_sides"),
+        ("--tile-sides", "abc", "--tile-sides"),
+        ("--size", "640x", "--size"),
+        ("--size", "99999x10", "--size"),
+        ("--frames", "0", "--frames"),
+    ],
+)
+def test_the_anonymiser_benchmark_refuses_bad_options(option: str, value: str, named: str) -> None:
+    result = run("anonymise", option, value)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
